@@ -1,0 +1,240 @@
+"""Command line: ``nas plugins | run | resume | report``.
+
+Errors caused by the input print one line (``error: ...``) and exit with status 2;
+``--verbose`` adds the traceback. Options override the values of a YAML config
+file given with ``--config`` (read with a safe loader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from nas_core.errors import ConfigError, NasError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{what} {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of options, got {type(data).__name__}")
+    return data
+
+
+class _Bar:
+    """tqdm progress with ETA and the best value so far (disabled with --quiet)."""
+
+    def __init__(self, quiet: bool, verbose: bool):
+        self.quiet, self.verbose = quiet, verbose
+        self.bar = None
+
+    def start(self, total: int, done: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
+                        desc="search", mininterval=0.5)
+
+    def trial(self, record: Any, best: str | None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if best:
+                self.bar.set_postfix_str(f"best {best}", refresh=False)
+        if self.verbose:
+            msg = f"trial {record.number} {record.state.value} {record.arch.hash}"
+            if record.error:
+                msg += f": {record.error.splitlines()[0]}"
+            print(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from nas_core.plugins import Registry
+    from nas_core.strategies import CORE_STRATEGIES
+
+    reg = Registry()
+    listing = reg.listing()
+    print(f"core strategies: {', '.join(sorted(CORE_STRATEGIES))}")
+    for name, info in listing.items():
+        print(f"{name} {info['version'][0]}  ({reg.origin(name)})")
+        for kind in ("spaces", "targets", "strategies"):
+            if info[kind]:
+                print(f"  {kind}: {', '.join(f'{name}/{k}' for k in info[kind])}")
+    if not listing:
+        print("no plugins installed")
+    return 0
+
+
+def _finish(summary: Any, out: Path, quiet: bool) -> int:
+    from nas_core.report import make_report
+
+    make_report(out)
+    if not quiet:
+        print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
+              f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
+              f"plot {out / 'pareto.png'}")
+    if summary.stopped_early:
+        print(f"stopped early: {summary.stopped_early}", file=sys.stderr)
+        return 3
+    return 0
+
+
+_RUN_OPTIONS = {
+    "strategy": "strategy", "budget": "budget", "seed": "seed", "target": "target", "executor": "executor",
+    "workers": "workers", "time_limit": "time_limit_s", "name": "name",
+}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nas_core.study import StudyConfig, run_study
+
+    cfg: dict[str, Any] = _read_yaml(args.config) if args.config else {}
+    out = args.out or cfg.pop("out", None)
+    cfg.pop("out", None)
+    if args.space:
+        cfg["space"] = args.space
+    for opt, key in _RUN_OPTIONS.items():
+        v = getattr(args, opt)
+        if v is not None:
+            cfg[key] = v
+    if args.objective:
+        cfg["objectives"] = list(args.objective)
+    if args.constraint:
+        cfg["constraints"] = list(cfg.get("constraints", [])) + list(args.constraint)
+    if args.option:
+        cfg["task_options"] = {**cfg.get("task_options", {}), **_kv(args.option, "--option")}
+    if args.strategy_option:
+        cfg["strategy_options"] = {**cfg.get("strategy_options", {}), **_kv(args.strategy_option, "--strategy-option")}
+    if args.fidelity:
+        cfg["fidelity"] = {**cfg.get("fidelity", {}), **_kv(args.fidelity, "--fidelity")}
+    if "space" not in cfg:
+        raise ConfigError("nas run: give a space (e.g. 'nas run digits/cnn') or 'space:' in the --config file")
+    config = StudyConfig.from_dict(cfg)
+    out_dir = Path(out) if out else Path("runs") / f"{config.space.replace('/', '-')}-{config.strategy}-seed{config.seed}"
+    bar = _Bar(args.quiet, args.verbose)
+    summary = run_study(config, out_dir, progress=bar)
+    return _finish(summary, out_dir, args.quiet)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from nas_core.study import resume_study
+
+    ops: dict[str, Any] = {}
+    if args.workers is not None:
+        ops["workers"] = args.workers
+    if args.executor is not None:
+        ops["executor"] = args.executor
+    if args.time_limit is not None:
+        ops["time_limit_s"] = args.time_limit
+    bar = _Bar(args.quiet, args.verbose)
+    summary = resume_study(args.dir, budget=args.budget, progress=bar, **ops)
+    return _finish(summary, Path(args.dir), args.quiet)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nas_core.report import make_report
+
+    out = Path(args.dir)
+    summary = make_report(out)
+    if not args.quiet:
+        print((out / "report.md").read_text())
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'pareto.png'}; "
+              f"{len(summary['pareto'])} Pareto models")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    common.add_argument("-v", "--verbose", action="store_true", help="per-trial lines, tracebacks on errors")
+    p = _Parser(prog="nas", description="Hardware-aware neural architecture search", parents=[common])
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("plugins", parents=[common], help="list installed plugins, spaces, targets, strategies")
+    r = sub.add_parser("run", parents=[common], help="run a search: nas run PLUGIN/SPACE ...")
+    r.add_argument("space", nargs="?", help="search space, e.g. digits/cnn")
+    r.add_argument("--config", help="YAML file with study options (options given here override it)")
+    r.add_argument("--strategy", help="random | evolution | nsga2 | a plugin strategy")
+    r.add_argument("--budget", type=int, help="number of trials to evaluate")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--target", help="hardware target, e.g. digits/cortex-m4")
+    r.add_argument("--out", help="study directory (default runs/SPACE-STRATEGY-seedN)")
+    r.add_argument("--objective", action="append", help="metric:max or metric:min (repeatable)")
+    r.add_argument("--constraint", action="append", help="hard constraint such as params<=20000 (repeatable)")
+    r.add_argument("--option", action="append", help="task option key=value, e.g. epochs=5 (repeatable)")
+    r.add_argument("--strategy-option", action="append", help="strategy option key=value (repeatable)")
+    r.add_argument("--fidelity", action="append", help="fidelity key=value, e.g. epochs=2 (repeatable)")
+    r.add_argument("--executor", choices=["inprocess", "process"])
+    r.add_argument("--workers", type=int)
+    r.add_argument("--time-limit", dest="time_limit", type=float, help="per-trial time limit in seconds")
+    r.add_argument("--name", help="study name")
+    rs = sub.add_parser("resume", parents=[common], help="continue a killed or finished study")
+    rs.add_argument("dir")
+    rs.add_argument("--budget", type=int, help="new total budget (default: the original)")
+    rs.add_argument("--executor", choices=["inprocess", "process"])
+    rs.add_argument("--workers", type=int)
+    rs.add_argument("--time-limit", dest="time_limit", type=float)
+    rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
+    rp.add_argument("dir")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = _parser().parse_args(argv)
+        handler = {"plugins": _cmd_plugins, "run": _cmd_run, "resume": _cmd_resume, "report": _cmd_report}
+        return handler[args.command](args)
+    except NasError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; continue with 'nas resume DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

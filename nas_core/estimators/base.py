@@ -1,0 +1,45 @@
+"""Estimators turn an architecture, at a fidelity, into measured metrics.
+
+An estimator is a picklable object (it may be sent to a worker process) with one
+method, :meth:`Estimator.evaluate`. To fail a trial it raises; the study records
+the error text and goes on. It should check ``ctx.deadline`` during long work and
+raise :class:`~nas_core.errors.TrialTimeout` once it has passed (the process-pool
+executor also kills a trial that overruns its limit).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from nas_core.errors import TrialTimeout
+from nas_core.space import Architecture
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    arch: Architecture
+    model: Any  # torch.nn.Module built by the space
+    seed: int
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() value, or None for no limit
+
+    def check_deadline(self, where: str = "") -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TrialTimeout(f"per-trial time limit exceeded{(' ' + where) if where else ''}")
+
+
+class Estimator(ABC):
+    """Base class of performance estimators."""
+
+    #: names of the metrics :meth:`evaluate` returns (used to validate objectives)
+    metric_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        """Return named metrics for ``ctx.model``; raise to fail the trial."""
+
+    def default_fidelity(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,209 @@
+"""Full training with a Lightning ``Trainer`` on the CPU.
+
+:class:`TrainingEstimator` trains any classifier a space builds on data given by
+a picklable factory (so worker processes load it themselves), at a fidelity of
+``epochs`` and ``data_fraction`` (the first fraction of a fixed, seed-0
+stratified permutation of the training set, the same for every trial, so lower
+fidelities rank architectures on the same data). Training is deterministic under
+the trial seed (``seed_everything`` and ``Trainer(deterministic=True)``).
+
+A NaN or infinite loss, or a passed deadline, raises inside a callback and turns
+the trial into a failed one with its cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from nas_core.errors import ConfigError, TrialFailed
+from nas_core.estimators.base import EvalContext, Estimator
+from nas_core.metrics import accuracy, confusion_matrix, macro_f1
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """Training and validation arrays. ``x_*`` is an array or a tuple of arrays (several inputs)."""
+
+    x_train: Any
+    y_train: np.ndarray
+    x_val: Any
+    y_val: np.ndarray
+    n_classes: int
+
+
+def _as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _stratified_fraction(y: np.ndarray, fraction: float) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        keep.append(idx[: max(1, int(math.ceil(fraction * len(idx))))])
+    return np.sort(np.concatenate(keep))
+
+
+class TrainingEstimator(Estimator):
+    """Train with Adam and cross-entropy; report validation accuracy, macro-F1 and loss."""
+
+    metric_names = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run")
+
+    def __init__(self, data: Callable[[], ClassificationData], *, epochs: int = 10, data_fraction: float = 1.0,
+                 batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
+                 class_weights: str | None = None, early_stopping_patience: int | None = None,
+                 monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None):
+        if epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
+        if not 0.0 < data_fraction <= 1.0:
+            raise ConfigError(f"data_fraction must be in (0, 1], got {data_fraction}")
+        if class_weights not in (None, "balanced"):
+            raise ConfigError(f"class_weights must be None or 'balanced', got {class_weights!r}")
+        self.data = data
+        self.epochs = int(epochs)
+        self.data_fraction = float(data_fraction)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.class_weights = class_weights
+        self.patience = early_stopping_patience
+        self.monitor = monitor
+        self.macro_f1_classes = macro_f1_classes
+        self.threads = threads
+        self._cache: ClassificationData | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = None  # workers load their own copy
+        return state
+
+    def default_fidelity(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "data_fraction": self.data_fraction}
+
+    def _data(self) -> ClassificationData:
+        if self._cache is None:
+            self._cache = self.data()
+        return self._cache
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        import torch
+        import lightning.pytorch as pl
+        from torch.utils.data import DataLoader, TensorDataset
+
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="lightning")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+        fid = {**self.default_fidelity(), **dict(ctx.fidelity)}
+        epochs = int(fid["epochs"])
+        fraction = float(fid["data_fraction"])
+        data = self._data()
+        idx = _stratified_fraction(np.asarray(data.y_train), fraction) if fraction < 1.0 else None
+
+        def tensors(xs: Any, y: np.ndarray, sel: np.ndarray | None) -> TensorDataset:
+            parts = [torch.as_tensor(np.asarray(x)[sel] if sel is not None else np.asarray(x), dtype=torch.float32)
+                     for x in _as_tuple(xs)]
+            yy = np.asarray(y)[sel] if sel is not None else np.asarray(y)
+            return TensorDataset(*parts, torch.as_tensor(yy, dtype=torch.long))
+
+        train_ds = tensors(data.x_train, data.y_train, idx)
+        val_ds = tensors(data.x_val, data.y_val, None)
+        weight = None
+        if self.class_weights == "balanced":
+            counts = np.bincount(train_ds.tensors[-1].numpy(), minlength=data.n_classes).astype(float)
+            w = np.where(counts > 0, counts.sum() / (data.n_classes * np.maximum(counts, 1)), 0.0)
+            weight = torch.as_tensor(w, dtype=torch.float32)
+
+        pl.seed_everything(ctx.seed, workers=True, verbose=False)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen)
+        val_dl = DataLoader(val_ds, batch_size=1024)
+        module = _ClassifierModule(ctx.model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
+                                   n_classes=data.n_classes, f1_classes=self.macro_f1_classes)
+        callbacks: list[Any] = [_Guard(ctx)]
+        if self.patience:
+            callbacks.append(pl.callbacks.EarlyStopping(monitor=self.monitor, mode="max" if "loss" not in self.monitor else "min",
+                                                        patience=int(self.patience)))
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, deterministic=True, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=callbacks, num_sanity_val_steps=0)
+        trainer.fit(module, train_dl, val_dl)
+        if module.best is None:
+            raise TrialFailed("training produced no validation result")
+        return {**module.best, "epochs_run": float(trainer.current_epoch)}
+
+
+class _Guard:
+    """Lightning callback: fail on NaN/inf loss, stop at the deadline."""
+
+    def __new__(cls, ctx: EvalContext):
+        import lightning.pytorch as pl
+
+        class Guard(pl.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: D401
+                loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+                if loss is not None and not bool(loss.isfinite()):
+                    raise TrialFailed(f"non-finite training loss ({float(loss)}) at epoch {trainer.current_epoch}, "
+                                      f"batch {batch_idx}")
+                ctx.check_deadline(f"at epoch {trainer.current_epoch}")
+
+        return Guard()
+
+
+def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes):  # noqa: N802 - factory
+    import torch
+    import lightning.pytorch as pl
+
+    class ClassifierModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.register_buffer("class_weight", weight if weight is not None else torch.ones(n_classes))
+            self.best: dict[str, float] | None = None
+            self._preds: list = []
+            self._targets: list = []
+            self._losses: list = []
+
+        def forward(self, *xs):
+            return self.model(*xs)
+
+        def training_step(self, batch, batch_idx):
+            *xs, y = batch
+            logits = self.model(*xs)
+            return torch.nn.functional.cross_entropy(logits, y, weight=self.class_weight)
+
+        def validation_step(self, batch, batch_idx):
+            *xs, y = batch
+            logits = self.model(*xs)
+            self._losses.append(float(torch.nn.functional.cross_entropy(logits, y, reduction="sum")))
+            self._preds.append(logits.argmax(1).cpu().numpy())
+            self._targets.append(y.cpu().numpy())
+
+        def on_validation_epoch_end(self):
+            yp, yt = np.concatenate(self._preds), np.concatenate(self._targets)
+            cm = confusion_matrix(yt, yp, n_classes)
+            res = {"val_accuracy": accuracy(cm), "val_macro_f1": macro_f1(cm, f1_classes),
+                   "val_loss": sum(self._losses) / max(1, len(yt))}
+            self._preds, self._targets, self._losses = [], [], []
+            if not math.isfinite(res["val_loss"]):
+                raise TrialFailed(f"non-finite validation loss at epoch {self.current_epoch}")
+            self.log_dict({k: float(v) for k, v in res.items()}, prog_bar=False)
+            key = "val_macro_f1"
+            if self.best is None or res[key] > self.best[key]:
+                self.best = {**res, "best_epoch": float(self.current_epoch)}
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+
+    return ClassifierModule()

@@ -1,0 +1,297 @@
+"""Executors run trial evaluations: in the driver process, or in a pool of worker processes.
+
+Both take :class:`Job` objects and hand back :class:`JobResult` objects; only the
+study's driver writes the store, so workers never contend for it.
+
+* :class:`InProcessExecutor` evaluates one job at a time in the driver. The
+  per-trial time limit is enforced cooperatively: the estimator receives a
+  deadline and raises once it has passed.
+* :class:`ProcessExecutor` keeps ``workers`` persistent processes (``spawn``
+  start method, so no state leaks from the driver). A worker that dies
+  (segfault, ``os._exit``, out-of-memory kill) turns its job into a failed result
+  naming the exit code or signal, and a fresh worker takes its place. A job that
+  overruns its time limit (plus a grace period for the cooperative check) has its
+  worker killed and fails with the cause.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Mapping
+
+from nas_core.errors import ConfigError, TrialFailed
+from nas_core.estimators.base import EvalContext
+from nas_core.space import Architecture
+
+
+@dataclass(frozen=True)
+class Job:
+    number: int
+    arch_json: str
+    seed: int
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    number: int
+    ok: bool
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+class Evaluator:
+    """Builds a candidate from its architecture and runs the task's estimator on it (picklable)."""
+
+    def __init__(self, task: Any):
+        self.task = task
+        self._estimator = None
+
+    def __getstate__(self) -> dict:
+        return {"task": self.task, "_estimator": None}
+
+    def __call__(self, job: Job) -> JobResult:
+        import torch
+
+        t0 = time.monotonic()
+        deadline = t0 + job.time_limit_s if job.time_limit_s else None
+        try:
+            if self._estimator is None:
+                self._estimator = self.task.estimator()
+            arch = Architecture.from_json(job.arch_json)
+            torch.manual_seed(job.seed)  # deterministic initial weights
+            model = self.task.space.build(arch)
+            metrics = self._estimator.evaluate(EvalContext(arch, model, job.seed, dict(job.fidelity), deadline))
+            clean: dict[str, float] = {}
+            for k, v in metrics.items():
+                v = float(v)
+                if math.isnan(v):
+                    raise TrialFailed(f"metric '{k}' is NaN")
+                clean[k] = v
+            return JobResult(job.number, True, clean, None, time.monotonic() - t0)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a candidate is recorded, the study goes on
+            text = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, TrialFailed):
+                text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+            return JobResult(job.number, False, {}, text.strip(), time.monotonic() - t0)
+
+
+class Executor(ABC):
+    name = "executor"
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many jobs may be in flight at once."""
+
+    @abstractmethod
+    def submit(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def wait(self) -> list[JobResult]:
+        """Block until at least one submitted job has finished; return the finished ones."""
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int: ...
+
+    def shutdown(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class InProcessExecutor(Executor):
+    name = "inprocess"
+
+    def __init__(self, evaluator: Evaluator):
+        self.evaluator = evaluator
+        self._queue: list[Job] = []
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def wait(self) -> list[JobResult]:
+        jobs, self._queue = self._queue, []
+        return [self.evaluator(job) for job in jobs]
+
+
+def _worker_main(conn: Connection, evaluator: Evaluator, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(evaluator(job))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    job: Job | None = None
+    started: float = 0.0
+
+
+class ProcessExecutor(Executor):
+    name = "process"
+
+    #: seconds past the time limit before a trial's worker is killed
+    grace_s: float = 5.0
+
+    def __init__(self, evaluator: Evaluator, workers: int = 2, *, threads_per_worker: int | None = None):
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.evaluator = evaluator
+        self.n_workers = int(workers)
+        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.n_workers)
+        self._ctx = mp.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._queue: list[Job] = []
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        p = self._ctx.Process(target=_worker_main, args=(child, self.evaluator, self.threads), daemon=True)
+        p.start()
+        child.close()
+        return _Worker(p, parent)
+
+    def _ensure_workers(self) -> None:
+        while len(self._workers) < self.n_workers:
+            self._workers.append(self._spawn())
+
+    @property
+    def capacity(self) -> int:
+        return self.n_workers
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue) + sum(1 for w in self._workers if w.job is not None)
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def _dispatch(self) -> None:
+        self._ensure_workers()
+        for w in self._workers:
+            if w.job is None and self._queue:
+                w.job = self._queue.pop(0)
+                w.started = time.monotonic()
+                try:
+                    w.conn.send(w.job)
+                except (BrokenPipeError, OSError):
+                    pass  # the death is noticed through the sentinel below
+
+    def _replace(self, w: _Worker) -> None:
+        try:
+            if w.process.is_alive():
+                w.process.kill()
+            w.process.join(timeout=5)
+        finally:
+            w.conn.close()
+            self._workers[self._workers.index(w)] = self._spawn()
+
+    @staticmethod
+    def _death_cause(exitcode: int | None) -> str:
+        if exitcode is None:
+            return "worker process died"
+        if exitcode < 0:
+            try:
+                name = signal.Signals(-exitcode).name
+            except ValueError:
+                name = f"signal {-exitcode}"
+            hint = " (killed: possibly out of memory)" if -exitcode == signal.SIGKILL else ""
+            return f"worker process died from {name}{hint}"
+        return f"worker process exited with code {exitcode}"
+
+    def wait(self) -> list[JobResult]:
+        self._dispatch()
+        busy = [w for w in self._workers if w.job is not None]
+        if not busy:
+            return []
+        results: list[JobResult] = []
+        while not results:
+            now = time.monotonic()
+            timeouts = [w.started + w.job.time_limit_s + self.grace_s - now for w in busy if w.job.time_limit_s]
+            timeout = max(0.0, min(timeouts)) if timeouts else None
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
+            now = time.monotonic()
+            for w in list(busy):
+                job = w.job
+                assert job is not None
+                if w.conn in ready:
+                    try:
+                        res = w.conn.recv()
+                    except (EOFError, OSError):
+                        res = None
+                    if isinstance(res, JobResult):
+                        results.append(res)
+                        w.job = None
+                        continue
+                if w.process.sentinel in ready or not w.process.is_alive():
+                    w.process.join(timeout=1)
+                    results.append(JobResult(job.number, False, {}, self._death_cause(w.process.exitcode),
+                                             now - w.started))
+                    w.job = None
+                    self._replace(w)
+                elif job.time_limit_s and now > w.started + job.time_limit_s + self.grace_s:
+                    results.append(JobResult(job.number, False, {},
+                                             f"TrialTimeout: per-trial time limit of {job.time_limit_s:g} s exceeded; "
+                                             "worker killed", now - w.started))
+                    w.job = None
+                    self._replace(w)
+            busy = [w for w in self._workers if w.job is not None]
+        self._dispatch()
+        return results
+
+    def shutdown(self) -> None:
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for w in self._workers:
+            w.process.join(timeout=2)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=2)
+            w.conn.close()
+        self._workers = []
+
+
+def make_executor(name: str, evaluator: Evaluator, workers: int = 1) -> Executor:
+    if name == "inprocess":
+        return InProcessExecutor(evaluator)
+    if name == "process":
+        return ProcessExecutor(evaluator, workers)
+    raise ConfigError(f"unknown executor '{name}'; use 'inprocess' or 'process'")

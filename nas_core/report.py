@@ -1,0 +1,174 @@
+"""Reports of a study: Pareto table (Markdown), plot (PNG) and a JSON summary.
+
+``make_report(dir)`` reads ``dir/study.db`` and writes, next to it,
+``report.json``, ``report.md`` and ``pareto.png``. Plugins may add sections
+through :data:`SECTION_HOOKS` keyed by plugin name (for instance the ECG plugin's
+clinical table): a hook gets the store and the Pareto records and returns
+Markdown text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from nas_core.errors import StoreError
+from nas_core.pareto import hypervolume, pareto_front
+from nas_core.store import Store, TrialRecord, TrialState
+from nas_core.strategies.base import Objective
+
+#: plugin name -> callable(store, pareto_records) -> Markdown section
+SECTION_HOOKS: dict[str, Callable[[Store, Sequence[TrialRecord]], str]] = {}
+
+
+def _objectives(store: Store) -> list[Objective]:
+    names = store.config.get("objectives_resolved") or store.config.get("objectives") or []
+    return [Objective.parse(o) for o in names]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def pareto_records(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
+    usable = [r for r in records if all(o.name in r.all_metrics() for o in objectives)]
+    if not usable:
+        return []
+    pts = [[r.all_metrics()[o.name] for o in objectives] for r in usable]
+    idx = pareto_front(pts, [o.direction for o in objectives])
+    front = [usable[i] for i in idx]
+    return sorted(front, key=lambda r: -objectives[0].score(r.all_metrics()))
+
+
+def make_report(out_dir: str | Path, *, plot: bool = True) -> dict[str, Any]:
+    out = Path(out_dir)
+    if not (out / "study.db").is_file():
+        raise StoreError(f"no study store at {out / 'study.db'}; run 'nas run ... --out {out}' first")
+    store = Store.open(out / "study.db")
+    try:
+        return _report(store, out, plot)
+    finally:
+        store.close()
+
+
+def _report(store: Store, out: Path, plot: bool) -> dict[str, Any]:
+    cfg = store.config
+    objectives = _objectives(store)
+    trials = store.trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    front = pareto_records(complete, objectives)
+    metric_cols: list[str] = []
+    for o in objectives:
+        metric_cols.append(o.name)
+    for extra in ("params", "macs", "peak_act_bytes", "flash_int8_bytes", "latency_ms", "energy_uj"):
+        if extra not in metric_cols and any(extra in t.all_metrics() for t in front):
+            metric_cols.append(extra)
+
+    hv = None
+    if len(objectives) >= 2 and front:
+        # reference: the worst value of each objective among complete trials, pushed 10 % outwards
+        ref = []
+        for o in objectives:
+            vals = [t.all_metrics()[o.name] for t in complete if o.name in t.all_metrics()]
+            worst = min(vals) if o.direction == "max" else max(vals)
+            ref.append(worst - 0.1 * abs(worst) if o.direction == "max" else worst + 0.1 * abs(worst) + 1e-12)
+        hv = hypervolume([[t.all_metrics()[o.name] for o in objectives] for t in front], ref,
+                         [o.direction for o in objectives])
+
+    summary: dict[str, Any] = {
+        "study": store.meta("study_name"),
+        "study_id": store.study_id,
+        "space": cfg.get("space_key"),
+        "strategy": cfg.get("strategy"),
+        "seed": cfg.get("seed"),
+        "target": cfg.get("target_key"),
+        "budget": cfg.get("budget"),
+        "objectives": [str(o) for o in objectives],
+        "constraints": cfg.get("constraints_resolved", []),
+        "counts": {s.value: sum(1 for t in trials if t.state == s) for s in TrialState},
+        "hypervolume": hv,
+        "pareto": [{"trial": t.number, "arch_hash": t.arch.hash, "arch": t.arch.to_dict(),
+                    "metrics": {k: t.all_metrics().get(k) for k in metric_cols}} for t in front],
+        "failed": [{"trial": t.number, "error": (t.error or "").splitlines()[0] if t.error else ""}
+                   for t in trials if t.state == TrialState.FAILED],
+        "rejected_reasons": _reason_counts(trials),
+    }
+    lines = [f"# Study report: {summary['study']}", "",
+             f"- space `{summary['space']}`, strategy `{summary['strategy']}`, seed {summary['seed']}, "
+             f"target `{summary['target']}`, budget {summary['budget']}",
+             f"- objectives: {', '.join(summary['objectives'])}; constraints: "
+             f"{', '.join(summary['constraints']) or 'none'}",
+             f"- trials: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()),
+             ]
+    if hv is not None:
+        lines.append(f"- hypervolume of the Pareto front (reference: worst values pushed 10 % out): {hv:.4g}")
+    lines += ["", "## Pareto front", "", "| trial | " + " | ".join(metric_cols) + " | architecture |",
+              "|---|" + "---|" * len(metric_cols) + "---|"]
+    for t in front:
+        m = t.all_metrics()
+        lines.append(f"| {t.number} | " + " | ".join(_fmt(m.get(c, "")) for c in metric_cols)
+                     + f" | `{t.arch.hash}` |")
+    if summary["rejected_reasons"]:
+        lines += ["", "## Rejected before training", ""]
+        lines += [f"- {n} x {r}" for r, n in summary["rejected_reasons"].items()]
+    if summary["failed"]:
+        lines += ["", "## Failed trials", ""]
+        lines += [f"- trial {f['trial']}: {f['error']}" for f in summary["failed"]]
+    plugin = str(cfg.get("space_key") or "").split("/", 1)[0]
+    if plugin in SECTION_HOOKS:
+        lines += ["", SECTION_HOOKS[plugin](store, front)]
+    if plot:
+        _plot(out / "pareto.png", complete, front, objectives)
+        lines += ["", "![Pareto plot](pareto.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return summary
+
+
+def _reason_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.state == TrialState.REJECTED and t.reason:
+            for part in t.reason.split("; "):
+                key = part.split(" = ")[0] + " over limit" if " = " in part else part
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _plot(path: Path, complete: Sequence[TrialRecord], front: Sequence[TrialRecord],
+          objectives: Sequence[Objective]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    if len(objectives) >= 2:
+        a, b = objectives[0].name, objectives[1].name
+        xs = [t.all_metrics().get(b) for t in complete]
+        ys = [t.all_metrics().get(a) for t in complete]
+        ax.scatter(xs, ys, s=14, c="0.6", label="complete trials")
+        fr = sorted(front, key=lambda t: t.all_metrics()[b])
+        ax.plot([t.all_metrics()[b] for t in fr], [t.all_metrics()[a] for t in fr], "o-", c="C3", label="Pareto front")
+        ax.set_xlabel(f"{b} ({objectives[1].direction})")
+        ax.set_ylabel(f"{a} ({objectives[0].direction})")
+        if b in ("macs", "params", "energy_uj", "latency_ms", "flash_int8_bytes", "peak_act_bytes"):
+            positive = [x for x in xs if x and x > 0]
+            if positive and max(positive) / min(positive) > 20:
+                ax.set_xscale("log")
+    else:
+        a = objectives[0].name
+        ax.plot([t.number for t in complete], [t.all_metrics().get(a) for t in complete], "o", c="0.5", ms=3)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(a)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,847 @@
+"""Declarative, serializable search spaces and frozen architectures.
+
+A :class:`SearchSpace` is a list of dimensions declared up front:
+
+* :class:`Categorical` -- one of a list of JSON values;
+* :class:`Integer` -- an integer in ``[low, high]`` on a grid of ``step``;
+* :class:`Float` -- a real in ``[low, high]`` (optionally log-scaled, optionally on
+  a grid of ``step``, which makes it countable);
+* :class:`Repeat` -- a block of dimensions repeated a searchable number of times
+  (``min_count`` .. ``max_count``), each copy with its own values;
+
+and any dimension may carry a :class:`Condition` (``when={"block": ["conv"]}``):
+it is active only when an earlier dimension of the same scope takes one of the
+listed values. Inactive dimensions are absent from the architecture.
+
+An :class:`Architecture` is a frozen value: a canonical JSON string (sorted keys,
+no whitespace), a stable hash (SHA-256 of that string, so it is the same in every
+process and on every machine) and read access to its values.
+
+Example::
+
+    >>> from nas_core.space import SearchSpace, Categorical, Integer, Repeat
+    >>> import numpy as np
+    >>> space = SearchSpace("toy", [
+    ...     Repeat("stages", [Categorical("k", [3, 5]), Integer("ch", 8, 32, step=8)], 1, 3),
+    ...     Categorical("head", ["avg", "max"]),
+    ... ])
+    >>> arch = space.sample(np.random.default_rng(0))
+    >>> space.contains(arch)
+    True
+    >>> space.size()  # (2 * 4) ** 1 + (2 * 4) ** 2 + (2 * 4) ** 3 blocks, times 2 heads
+    1168
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from nas_core.errors import ConfigError
+
+JSONValue = Any
+
+__all__ = [
+    "Architecture",
+    "Categorical",
+    "Condition",
+    "Dimension",
+    "Float",
+    "Integer",
+    "Repeat",
+    "SearchSpace",
+]
+
+
+def _canonical(values: Mapping[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class Architecture:
+    """A frozen point of a search space.
+
+    Two architectures are equal exactly when their canonical strings are equal.
+    ``arch["name"]`` reads a value; ``arch.to_dict()`` returns a fresh copy.
+    """
+
+    __slots__ = ("_canon", "_values", "_hash")
+
+    def __init__(self, values: Mapping[str, Any]):
+        canon = _canonical(dict(values))
+        object.__setattr__(self, "_canon", canon)
+        object.__setattr__(self, "_values", json.loads(canon))
+        object.__setattr__(self, "_hash", hashlib.sha256(canon.encode()).hexdigest()[:16])
+
+    def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - guard
+        raise AttributeError("Architecture is immutable")
+
+    @classmethod
+    def from_json(cls, text: str) -> "Architecture":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"architecture is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError("architecture JSON must be an object of dimension values")
+        return cls(values)
+
+    @property
+    def canonical(self) -> str:
+        return self._canon
+
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit identifier (SHA-256 of the canonical string)."""
+        return self._hash
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._values)
+
+    def to_json(self) -> str:
+        return self._canon
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._values[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return copy.deepcopy(self._values.get(key, default))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and other._canon == self._canon
+
+    def __hash__(self) -> int:
+        return hash(self._canon)
+
+    def __repr__(self) -> str:
+        return f"Architecture({self._canon})"
+
+    def __reduce__(self):
+        return (Architecture.from_json, (self._canon,))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Active only when dimension ``parent`` (same scope, declared earlier) is in ``values``."""
+
+    parent: str
+    values: tuple
+
+    def holds(self, assigned: Mapping[str, Any]) -> bool:
+        return self.parent in assigned and assigned[self.parent] in self.values
+
+    def to_dict(self) -> dict:
+        return {self.parent: list(self.values)}
+
+
+def _parse_when(when: Any, name: str) -> Condition | None:
+    if when is None or isinstance(when, Condition):
+        return when
+    if not isinstance(when, Mapping) or len(when) != 1:
+        raise ConfigError(f"dimension '{name}': 'when' must map one parent dimension to a list of values, got {when!r}")
+    (parent, values), = when.items()
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"dimension '{name}': 'when' values for '{parent}' must be a non-empty list, got {values!r}")
+    return Condition(str(parent), tuple(values))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """Base class of all dimensions."""
+
+    name: str
+
+    # -- interface -------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def validate(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def count(self) -> float:
+        raise NotImplementedError
+
+    def neighbours(self, value: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def mutate(self, value: Any, rng: np.random.Generator) -> Any:
+        options = self.neighbours(value)
+        if not options:
+            return value
+        return options[int(rng.integers(len(options)))]
+
+    def encoding_size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, value: Any) -> list[float]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def condition(self) -> Condition | None:  # overridden by the dataclass field
+        return None
+
+
+@dataclass(frozen=True)
+class Categorical(Dimension):
+    choices: tuple = ()
+    when: Any = field(default=None, compare=True)
+
+    def __post_init__(self) -> None:
+        choices = tuple(self.choices)
+        if not choices:
+            raise ConfigError(f"categorical dimension '{self.name}' needs at least one choice")
+        for c in choices:
+            try:
+                _canonical({"v": c})
+            except (TypeError, ValueError):
+                raise ConfigError(f"categorical dimension '{self.name}': choice {c!r} is not a JSON value") from None
+        if len({_canonical({"v": c}) for c in choices}) != len(choices):
+            raise ConfigError(f"categorical dimension '{self.name}' has duplicate choices {list(choices)!r}")
+        object.__setattr__(self, "choices", choices)
+        object.__setattr__(self, "when", _parse_when(self.when, self.name))
+
+    @property
+    def condition(self) -> Condition | None:
+        return self.when
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return copy.deepcopy(self.choices[int(rng.integers(len(self.choices)))])
+
+    def validate(self, value: Any) -> bool:
+        return any(_canonical({"v": value}) == _canonical({"v": c}) for c in self.choices)
+
+    def _index(self, value: Any) -> int:
+        key = _canonical({"v": value})
+        for i, c in enumerate(self.choices):
+            if _canonical({"v": c}) == key:
+                return i
+        raise KeyError(value)
+
+    def count(self) -> float:
+        return len(self.choices)
+
+    def neighbours(self, value: Any) -> list[Any]:
+        i = self._index(value)
+        return [copy.deepcopy(c) for j, c in enumerate(self.choices) if j != i]
+
+    def encoding_size(self) -> int:
+        return len(self.choices)
+
+    def encode(self, value: Any) -> list[float]:
+        out = [0.0] * len(self.choices)
+        out[self._index(value)] = 1.0
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"type": "categorical", "name": self.name, "choices": list(self.choices)}
+        if self.when:
+            d["when"] = self.when.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Integer(Dimension):
+    low: int = 0
+    high: int = 0
+    step: int = 1
+    when: Any = None
+
+    def __post_init__(self) -> None:
+        for attr in ("low", "high", "step"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"integer dimension '{self.name}': {attr} must be an integer, got {v!r}")
+        if self.step <= 0:
+            raise ConfigError(f"integer dimension '{self.name}': step must be > 0, got {self.step}")
+        if self.high < self.low:
+            raise ConfigError(f"integer dimension '{self.name}': high {self.high} < low {self.low}")
+        if (self.high - self.low) % self.step:
+            raise ConfigError(f"integer dimension '{self.name}': high - low ({self.high - self.low}) is not a multiple of step {self.step}")
+        object.__setattr__(self, "when", _parse_when(self.when, self.name))
+
+    @property
+    def condition(self) -> Condition | None:
+        return self.when
+
+    def _n(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(self.low + self.step * int(rng.integers(self._n())))
+
+    def validate(self, value: Any) -> bool:
+        return (isinstance(value, int) and not isinstance(value, bool)
+                and self.low <= value <= self.high and (value - self.low) % self.step == 0)
+
+    def count(self) -> float:
+        return self._n()
+
+    def neighbours(self, value: int) -> list[int]:
+        return [v for v in (value - self.step, value + self.step) if self.low <= v <= self.high]
+
+    def mutate(self, value: int, rng: np.random.Generator) -> int:
+        # a local step most of the time, a jump anywhere sometimes (keeps search ergodic)
+        if self._n() > 3 and rng.random() < 0.3:
+            options = [self.low + self.step * i for i in range(self._n()) if self.low + self.step * i != value]
+            return int(options[int(rng.integers(len(options)))])
+        return super().mutate(value, rng)
+
+    def encoding_size(self) -> int:
+        return 1
+
+    def encode(self, value: int) -> list[float]:
+        return [0.0 if self.high == self.low else (value - self.low) / (self.high - self.low)]
+
+    def to_dict(self) -> dict:
+        d = {"type": "integer", "name": self.name, "low": int(self.low), "high": int(self.high), "step": int(self.step)}
+        if self.when:
+            d["when"] = self.when.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Float(Dimension):
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    step: float | None = None
+    when: Any = None
+
+    def __post_init__(self) -> None:
+        for attr in ("low", "high"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"float dimension '{self.name}': {attr} must be a finite number, got {v!r}")
+        if self.high < self.low:
+            raise ConfigError(f"float dimension '{self.name}': high {self.high} < low {self.low}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"float dimension '{self.name}': log scale needs low > 0, got {self.low}")
+        if self.step is not None and (self.step <= 0 or self.log):
+            raise ConfigError(f"float dimension '{self.name}': step must be > 0 and not combined with log, got {self.step}")
+        object.__setattr__(self, "when", _parse_when(self.when, self.name))
+
+    @property
+    def condition(self) -> Condition | None:
+        return self.when
+
+    def _grid_n(self) -> int:
+        return int(round((self.high - self.low) / self.step)) + 1  # type: ignore[operator]
+
+    def _snap(self, v: float) -> float:
+        v = min(max(v, self.low), self.high)
+        if self.step is not None:
+            v = self.low + round((v - self.low) / self.step) * self.step
+            v = min(max(v, self.low), self.high)
+        return float(round(v, 12))
+
+    def _to_unit(self, v: float) -> float:
+        if self.high == self.low:
+            return 0.0
+        if self.log:
+            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (v - self.low) / (self.high - self.low)
+
+    def _from_unit(self, u: float) -> float:
+        u = min(max(u, 0.0), 1.0)
+        if self.log:
+            return self._snap(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        return self._snap(self.low + u * (self.high - self.low))
+
+    def sample(self, rng: np.random.Generator) -> float:
+        if self.step is not None:
+            return self._snap(self.low + self.step * int(rng.integers(self._grid_n())))
+        return self._from_unit(float(rng.random()))
+
+    def validate(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not (self.low <= value <= self.high):
+            return False
+        return self.step is None or abs(self._snap(value) - value) < 1e-9
+
+    def count(self) -> float:
+        return self._grid_n() if self.step is not None else math.inf
+
+    def neighbours(self, value: float) -> list[float]:
+        if self.step is not None:
+            cand = [self._snap(value - self.step), self._snap(value + self.step)]
+        else:
+            u = self._to_unit(value)
+            cand = [self._from_unit(u - 0.1), self._from_unit(u + 0.1)]
+        out: list[float] = []
+        for c in cand:
+            if abs(c - value) > 1e-12 and c not in out:
+                out.append(c)
+        return out
+
+    def mutate(self, value: float, rng: np.random.Generator) -> float:
+        if self.step is not None:
+            return super().mutate(value, rng)
+        u = self._to_unit(value) + float(rng.normal(0.0, 0.15))
+        return self._from_unit(u)
+
+    def encoding_size(self) -> int:
+        return 1
+
+    def encode(self, value: float) -> list[float]:
+        return [self._to_unit(value)]
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"type": "float", "name": self.name, "low": self.low, "high": self.high}
+        if self.log:
+            d["log"] = True
+        if self.step is not None:
+            d["step"] = self.step
+        if self.when:
+            d["when"] = self.when.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Repeat(Dimension):
+    """A block of dimensions repeated ``min_count`` .. ``max_count`` times.
+
+    Its value is a list of dicts, one per copy; each copy's dimensions are
+    independent, and conditions inside the block refer to the same copy.
+    """
+
+    block: tuple = ()
+    min_count: int = 1
+    max_count: int = 1
+    when: Any = None
+
+    def __post_init__(self) -> None:
+        block = tuple(self.block)
+        if not block:
+            raise ConfigError(f"repeat '{self.name}' needs at least one dimension in its block")
+        if isinstance(self.min_count, bool) or not isinstance(self.min_count, int) or not isinstance(self.max_count, int):
+            raise ConfigError(f"repeat '{self.name}': min_count and max_count must be integers")
+        if self.min_count < 0 or self.max_count < self.min_count:
+            raise ConfigError(f"repeat '{self.name}': need 0 <= min_count <= max_count, got {self.min_count}..{self.max_count}")
+        _check_scope(block, f"repeat '{self.name}'")
+        object.__setattr__(self, "block", block)
+        object.__setattr__(self, "when", _parse_when(self.when, self.name))
+
+    @property
+    def condition(self) -> Condition | None:
+        return self.when
+
+    def sample(self, rng: np.random.Generator) -> list[dict]:
+        n = int(rng.integers(self.min_count, self.max_count + 1))
+        return [_sample_scope(self.block, rng) for _ in range(n)]
+
+    def validate(self, value: Any) -> bool:
+        return (isinstance(value, list) and self.min_count <= len(value) <= self.max_count
+                and all(isinstance(v, dict) and _scope_errors(self.block, v) == [] for v in value))
+
+    def count(self) -> float:
+        per = _count_scope(self.block)
+        if math.isinf(per):
+            return math.inf
+        return float(sum(per ** n for n in range(self.min_count, self.max_count + 1)))
+
+    def neighbours(self, value: list[dict]) -> list[list[dict]]:
+        out: list[list[dict]] = []
+        if len(value) > self.min_count:
+            out.append(copy.deepcopy(value[:-1]))
+        if len(value) < self.max_count:
+            extra = copy.deepcopy(value[-1]) if value else _first_scope(self.block)
+            out.append(copy.deepcopy(value) + [extra])
+        for i, copy_values in enumerate(value):
+            for nb in _scope_neighbours(self.block, copy_values):
+                new = copy.deepcopy(value)
+                new[i] = nb
+                out.append(new)
+        return out
+
+    def mutate(self, value: list[dict], rng: np.random.Generator) -> list[dict]:
+        can_resize = self.min_count != self.max_count
+        if value and (not can_resize or rng.random() < 0.7):
+            i = int(rng.integers(len(value)))
+            new = copy.deepcopy(value)
+            new[i] = _mutate_scope(self.block, new[i], rng)
+            return new
+        options = []
+        if len(value) > self.min_count:
+            options.append("remove")
+        if len(value) < self.max_count:
+            options.append("add")
+        if not options:
+            return copy.deepcopy(value)
+        new = copy.deepcopy(value)
+        if options[int(rng.integers(len(options)))] == "remove":
+            del new[int(rng.integers(len(new)))]
+        else:
+            new.insert(int(rng.integers(len(new) + 1)), _sample_scope(self.block, rng))
+        return new
+
+    def encoding_size(self) -> int:
+        return self.max_count * (1 + _encoding_size_scope(self.block))
+
+    def encode(self, value: list[dict]) -> list[float]:
+        out: list[float] = []
+        width = _encoding_size_scope(self.block)
+        for i in range(self.max_count):
+            if i < len(value):
+                out.append(1.0)
+                out.extend(_encode_scope(self.block, value[i]))
+            else:
+                out.extend([0.0] * (1 + width))
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"type": "repeat", "name": self.name, "min_count": self.min_count, "max_count": self.max_count,
+             "block": [dim.to_dict() for dim in self.block]}
+        if self.when:
+            d["when"] = self.when.to_dict()
+        return d
+
+
+# -- scope helpers (a scope is an ordered tuple of dimensions) -----------------
+
+def _check_scope(dims: Sequence[Dimension], where: str) -> None:
+    seen: set[str] = set()
+    for dim in dims:
+        if not isinstance(dim, Dimension):
+            raise ConfigError(f"{where}: {dim!r} is not a dimension")
+        if not isinstance(dim.name, str) or not dim.name:
+            raise ConfigError(f"{where}: a dimension has an empty or non-string name {dim.name!r}")
+        if dim.name in seen:
+            raise ConfigError(f"{where}: duplicate dimension name '{dim.name}'")
+        cond = dim.condition
+        if cond is not None and cond.parent not in seen:
+            raise ConfigError(f"{where}: dimension '{dim.name}' is conditioned on '{cond.parent}', "
+                              "which is not an earlier dimension of the same scope")
+        if cond is not None:
+            parent = next(d for d in dims if d.name == cond.parent)
+            if isinstance(parent, Repeat):
+                raise ConfigError(f"{where}: dimension '{dim.name}' cannot be conditioned on repeat '{parent.name}'")
+            bad = [v for v in cond.values if not parent.validate(v)]
+            if bad:
+                raise ConfigError(f"{where}: dimension '{dim.name}' is conditioned on {cond.parent} in {bad!r}, "
+                                  f"which '{cond.parent}' can never take")
+        seen.add(dim.name)
+
+
+def _active(dim: Dimension, assigned: Mapping[str, Any]) -> bool:
+    cond = dim.condition
+    return cond is None or cond.holds(assigned)
+
+
+def _sample_scope(dims: Sequence[Dimension], rng: np.random.Generator) -> dict:
+    out: dict[str, Any] = {}
+    for dim in dims:
+        if _active(dim, out):
+            out[dim.name] = dim.sample(rng)
+    return out
+
+
+def _first_scope(dims: Sequence[Dimension]) -> dict:
+    out: dict[str, Any] = {}
+    for dim in dims:
+        if _active(dim, out):
+            out[dim.name] = _first_scope_single(dim)
+    return out
+
+
+def _scope_errors(dims: Sequence[Dimension], values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    errors: list[str] = []
+    known = {d.name for d in dims}
+    for key in values:
+        if key not in known:
+            errors.append(f"unknown dimension '{prefix}{key}'")
+    assigned: dict[str, Any] = {}
+    for dim in dims:
+        active = _active(dim, assigned)
+        if active and dim.name not in values:
+            errors.append(f"missing value for '{prefix}{dim.name}'")
+        elif not active and dim.name in values:
+            errors.append(f"'{prefix}{dim.name}' is set but inactive (condition {dim.condition.to_dict()})")  # type: ignore[union-attr]
+        elif active:
+            value = values[dim.name]
+            if isinstance(dim, Repeat):
+                if not isinstance(value, list) or not (dim.min_count <= len(value) <= dim.max_count):
+                    errors.append(f"'{prefix}{dim.name}' must be a list of {dim.min_count}..{dim.max_count} blocks, got {value!r}")
+                else:
+                    for i, v in enumerate(value):
+                        if not isinstance(v, dict):
+                            errors.append(f"'{prefix}{dim.name}[{i}]' must be an object, got {v!r}")
+                        else:
+                            errors.extend(_scope_errors(dim.block, v, f"{prefix}{dim.name}[{i}]."))
+            elif not dim.validate(value):
+                errors.append(f"value {value!r} of '{prefix}{dim.name}' is outside the dimension ({dim.to_dict()})")
+            assigned[dim.name] = value
+    return errors
+
+
+def _count_scope(dims: Sequence[Dimension], assigned: dict | None = None, start: int = 0) -> float:
+    """Number of distinct value assignments of a scope, honouring conditions."""
+    assigned = {} if assigned is None else assigned
+    parents = {d.condition.parent for d in dims if d.condition is not None}
+    total = 1.0
+    for i in range(start, len(dims)):
+        dim = dims[i]
+        if not _active(dim, assigned):
+            continue
+        if dim.name in parents:
+            # branch on the parent's value, since later dimensions depend on it
+            assert isinstance(dim, (Categorical, Integer, Float))
+            if isinstance(dim, Categorical):
+                values = list(dim.choices)
+            elif isinstance(dim, Integer):
+                values = list(range(dim.low, dim.high + 1, dim.step))
+            else:
+                if dim.step is None:
+                    return math.inf
+                values = [dim._snap(dim.low + k * dim.step) for k in range(dim._grid_n())]
+            acc = 0.0
+            for v in values:
+                acc += _count_scope(dims, {**assigned, dim.name: v}, i + 1)
+            return total * acc
+        total *= dim.count()
+    return total
+
+
+def _scope_neighbours(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[dict]:
+    out: list[dict] = []
+    for dim in dims:
+        if dim.name not in values:
+            continue
+        for nb in dim.neighbours(values[dim.name]):
+            new = dict(copy.deepcopy(values))
+            new[dim.name] = nb
+            out.append(_repair_scope(dims, new))
+    return out
+
+
+def _repair_scope(dims: Sequence[Dimension], values: Mapping[str, Any], rng: np.random.Generator | None = None) -> dict:
+    """Drop values of dimensions made inactive and fill newly active ones."""
+    out: dict[str, Any] = {}
+    for dim in dims:
+        if not _active(dim, out):
+            continue
+        if dim.name in values:
+            out[dim.name] = copy.deepcopy(values[dim.name])
+        elif rng is not None:
+            out[dim.name] = dim.sample(rng)
+        else:
+            out[dim.name] = _first_scope_single(dim)
+    return out
+
+
+def _first_scope_single(dim: Dimension) -> Any:
+    # the first value of a dimension, ignoring its condition
+    if isinstance(dim, Categorical):
+        return copy.deepcopy(dim.choices[0])
+    if isinstance(dim, Integer):
+        return dim.low
+    if isinstance(dim, Float):
+        return float(dim.low)
+    if isinstance(dim, Repeat):
+        return [_first_scope(dim.block) for _ in range(dim.min_count)]
+    raise TypeError(dim)
+
+
+def _mutate_scope(dims: Sequence[Dimension], values: Mapping[str, Any], rng: np.random.Generator) -> dict:
+    active = [d for d in dims if d.name in values]
+    # only dimensions that can change
+    changeable = [d for d in active if d.count() != 1 or isinstance(d, Repeat) and d.min_count != d.max_count]
+    if not changeable:
+        return dict(copy.deepcopy(values))
+    dim = changeable[int(rng.integers(len(changeable)))]
+    new = dict(copy.deepcopy(values))
+    new[dim.name] = dim.mutate(values[dim.name], rng)
+    return _repair_scope(dims, new, rng)
+
+
+def _encoding_size_scope(dims: Sequence[Dimension]) -> int:
+    return sum(d.encoding_size() for d in dims)
+
+
+def _encode_scope(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[float]:
+    out: list[float] = []
+    for dim in dims:
+        if dim.name in values:
+            out.extend(dim.encode(values[dim.name]))
+        else:
+            out.extend([0.0] * dim.encoding_size())
+    return out
+
+
+_DIM_TYPES = {"categorical": Categorical, "integer": Integer, "float": Float, "repeat": Repeat}
+
+
+def dimension_from_dict(d: Mapping[str, Any], where: str = "space") -> Dimension:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: a dimension must be an object, got {d!r}")
+    kind = d.get("type")
+    name = d.get("name")
+    if kind not in _DIM_TYPES:
+        raise ConfigError(f"{where}: dimension {name or '?'!s} has unknown type {kind!r}; use one of {sorted(_DIM_TYPES)}")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: a {kind} dimension needs a non-empty string 'name', got {name!r}")
+    allowed = {
+        "categorical": {"choices", "when"},
+        "integer": {"low", "high", "step", "when"},
+        "float": {"low", "high", "log", "step", "when"},
+        "repeat": {"block", "min_count", "max_count", "when"},
+    }[kind]
+    extra = set(d) - allowed - {"type", "name"}
+    if extra:
+        raise ConfigError(f"{where}: dimension '{name}' has unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    kwargs = {k: v for k, v in d.items() if k in allowed}
+    try:
+        if kind == "repeat":
+            block = kwargs.get("block")
+            if not isinstance(block, list):
+                raise ConfigError(f"{where}: repeat '{name}' needs a list 'block', got {block!r}")
+            kwargs["block"] = tuple(dimension_from_dict(b, f"{where}.{name}") for b in block)
+        if kind == "categorical":
+            choices = kwargs.get("choices")
+            if not isinstance(choices, list):
+                raise ConfigError(f"{where}: categorical '{name}' needs a list 'choices', got {choices!r}")
+            kwargs["choices"] = tuple(choices)
+        if kind in ("integer", "float") and ("low" not in kwargs or "high" not in kwargs):
+            raise ConfigError(f"{where}: {kind} '{name}' needs 'low' and 'high'")
+        return _DIM_TYPES[kind](name=name, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: dimension '{name}': {exc}") from None
+
+
+class SearchSpace:
+    """An ordered set of dimensions. Subclass and override :meth:`build` to turn
+    an architecture into a ``torch.nn.Module``; the declarative part round-trips
+    through JSON with :meth:`to_json` / :meth:`from_json`.
+    """
+
+    def __init__(self, name: str, dimensions: Iterable[Dimension]):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a search space needs a non-empty name, got {name!r}")
+        self.name = name
+        self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
+        if not self.dimensions:
+            raise ConfigError(f"search space '{name}' has no dimensions")
+        _check_scope(self.dimensions, f"search space '{name}'")
+
+    # -- serialization ------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dimensions": [d.to_dict() for d in self.dimensions]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchSpace":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a space definition must be an object, got {type(d).__name__}")
+        extra = set(d) - {"name", "dimensions"}
+        if extra:
+            raise ConfigError(f"space definition has unknown field(s) {sorted(extra)}; allowed: ['dimensions', 'name']")
+        dims = d.get("dimensions")
+        if not isinstance(dims, list):
+            raise ConfigError(f"space definition needs a list 'dimensions', got {dims!r}")
+        name = d.get("name", "space")
+        return SearchSpace(name, [dimension_from_dict(x, f"space '{name}'") for x in dims])
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"space definition is not valid JSON: {exc}") from None
+
+    def same_definition(self, other: "SearchSpace") -> bool:
+        return self.to_dict() == other.to_dict()
+
+    # -- operations -----------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        return Architecture(_sample_scope(self.dimensions, rng))
+
+    def errors(self, arch: Architecture | Mapping[str, Any]) -> list[str]:
+        values = arch.to_dict() if isinstance(arch, Architecture) else dict(arch)
+        return _scope_errors(self.dimensions, values)
+
+    def contains(self, arch: Architecture | Mapping[str, Any]) -> bool:
+        return not self.errors(arch)
+
+    def validate(self, arch: Architecture | Mapping[str, Any]) -> Architecture:
+        errs = self.errors(arch)
+        if errs:
+            raise ConfigError(f"architecture is not in space '{self.name}': {errs[0]}")
+        return arch if isinstance(arch, Architecture) else Architecture(arch)
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator, n_changes: int = 1) -> Architecture:
+        """Change ``n_changes`` dimensions; the result differs from ``arch`` unless the space has one point."""
+        values = arch.to_dict()
+        for _ in range(max(1, n_changes)):
+            for _attempt in range(16):
+                new = _mutate_scope(self.dimensions, values, rng)
+                if new != values:
+                    values = new
+                    break
+        return Architecture(values)
+
+    def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
+        """Uniform crossover of top-level dimensions (and of block copies inside repeats)."""
+        va, vb = a.to_dict(), b.to_dict()
+        child: dict[str, Any] = {}
+        for dim in self.dimensions:
+            if not _active(dim, child):
+                continue
+            pick_a = rng.random() < 0.5
+            first, second = (va, vb) if pick_a else (vb, va)
+            src = first if dim.name in first else second
+            if dim.name not in src:
+                child[dim.name] = dim.sample(rng)
+            elif isinstance(dim, Repeat) and dim.name in va and dim.name in vb:
+                la, lb = va[dim.name], vb[dim.name]
+                n = len(la) if pick_a else len(lb)
+                blocks = []
+                for i in range(n):
+                    options = [x[i] for x in (la, lb) if i < len(x)]
+                    blocks.append(copy.deepcopy(options[int(rng.integers(len(options)))]))
+                child[dim.name] = blocks
+            else:
+                child[dim.name] = copy.deepcopy(src[dim.name])
+        return Architecture(_repair_scope(self.dimensions, child, rng))
+
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """All architectures one elementary change away (deduplicated, in a fixed order)."""
+        seen: set[str] = {arch.canonical}
+        out: list[Architecture] = []
+        for values in _scope_neighbours(self.dimensions, arch.to_dict()):
+            cand = Architecture(values)
+            if cand.canonical not in seen:
+                seen.add(cand.canonical)
+                out.append(cand)
+        return out
+
+    def encoding_size(self) -> int:
+        return _encoding_size_scope(self.dimensions)
+
+    def encode(self, arch: Architecture) -> np.ndarray:
+        """Fixed-length vector: one-hot categoricals, unit-scaled numbers, padded repeats."""
+        return np.asarray(_encode_scope(self.dimensions, arch.to_dict()), dtype=np.float64)
+
+    def size(self) -> float:
+        """Number of distinct architectures (``math.inf`` with continuous floats)."""
+        n = _count_scope(self.dimensions)
+        return n if math.isinf(n) else int(n)
+
+    # -- building ---------------------------------------------------------------
+    def build(self, arch: Architecture):  # -> torch.nn.Module
+        raise NotImplementedError(f"search space '{self.name}' does not build models (subclass SearchSpace and override build)")
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, {len(self.dimensions)} dimensions)"

@@ -1,0 +1,287 @@
+"""The study store: one SQLite file, one row per trial, every change atomic.
+
+Layout (schema version :data:`SCHEMA_VERSION`):
+
+* ``meta``: key/value rows -- ``schema_version``, ``study_id`` (a fingerprint of
+  the study's definition), ``study_name``, ``config`` (the study definition as
+  JSON), ``created``, ``nas_core_version``;
+* ``trials``: one row per trial -- number, architecture JSON and hash, state,
+  metrics, costs, fidelity, seed, error text, rejection reason, timestamps and
+  durations, attempts;
+* ``strategy``: the strategy's JSON state after the last ask or tell.
+
+Each trial transition and the strategy state it leads to are written in one
+transaction (WAL journal, ``synchronous=FULL``), so a process killed at any
+instant leaves a store that is either before or after the transition, never
+between. Only the study's driver process writes; workers return results to it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from nas_core.errors import StoreError
+from nas_core.space import Architecture
+
+SCHEMA_VERSION = 1
+
+
+class TrialState(str, enum.Enum):
+    RUNNING = "running"      # asked and submitted; re-run on resume if the driver died
+    COMPLETE = "complete"
+    FAILED = "failed"        # raised, NaN loss, timed out or its worker died
+    REJECTED = "rejected"    # violated a hard constraint; never trained
+
+    @property
+    def finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.FAILED)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    arch: Architecture
+    state: TrialState
+    seed: int
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    costs: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None
+    created: float = 0.0
+    finished: float | None = None
+    duration_s: float | None = None
+    attempts: int = 0
+
+    @property
+    def arch_hash(self) -> str:
+        return self.arch.hash
+
+    def all_metrics(self) -> dict[str, float]:
+        """Costs and measured metrics in one mapping (measured ones win on a name clash)."""
+        return {**self.costs, **self.metrics}
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    arch TEXT NOT NULL,
+    arch_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    fidelity TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    costs TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    reason TEXT,
+    created REAL NOT NULL,
+    finished REAL,
+    duration_s REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS trials_hash ON trials(arch_hash);
+CREATE TABLE IF NOT EXISTS strategy (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+"""
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, allow_nan=True)
+
+
+class Store:
+    """Open with :meth:`create` (new or matching study) or :meth:`open` (existing)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self._conn = conn
+
+    # -- opening ----------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Store":
+        """Open an existing store, refusing corrupt files and other schema versions."""
+        p = Path(path)
+        if not p.is_file():
+            raise StoreError(f"no study store at {p}")
+        try:
+            conn = cls._connect(p)
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if not check or check[0] != "ok":
+                raise sqlite3.DatabaseError(str(check))
+            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            conn.execute("SELECT number FROM trials LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"study store {p} is corrupt or not a study store ({exc})") from None
+        version = rows.get("schema_version")
+        if version is None or "study_id" not in rows:
+            raise StoreError(f"study store {p} has no study metadata; it was not written by nas_core")
+        if int(version) != SCHEMA_VERSION:
+            raise StoreError(f"study store {p} has schema version {version}; this nas_core reads version {SCHEMA_VERSION}")
+        return cls(p, conn)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, study_id: str, study_name: str, config: Mapping[str, Any]) -> "Store":
+        """Create a store, or open an existing one of the *same* study (for resuming)."""
+        p = Path(path)
+        if p.exists():
+            store = cls.open(p)
+            if store.study_id != study_id:
+                raise StoreError(
+                    f"study store {p} belongs to a different study (study '{store.meta('study_name')}', id {store.study_id}); "
+                    "use another --out directory, or 'nas resume' to continue that study")
+            return store
+        p.parent.mkdir(parents=True, exist_ok=True)
+        conn = cls._connect(p)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            from nas_core import __version__
+
+            meta = {
+                "schema_version": str(SCHEMA_VERSION),
+                "study_id": study_id,
+                "study_name": study_name,
+                "config": _dumps(dict(config)),
+                "created": repr(time.time()),
+                "nas_core_version": __version__,
+            }
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return cls(p, conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata -------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def study_id(self) -> str:
+        return str(self.meta("study_id"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.meta("config") or "{}")
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx():
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- transactions -----------------------------------------------------------------
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> "_Tx":
+        return Store._Tx(self._conn)
+
+    def _save_strategy(self, conn: sqlite3.Connection, state: Mapping[str, Any] | None) -> None:
+        if state is not None:
+            conn.execute("INSERT OR REPLACE INTO strategy(id, state) VALUES (1, ?)", (_dumps(state),))
+
+    # -- trials -------------------------------------------------------------------------
+    def add_trial(self, arch: Architecture, *, state: TrialState, seed: int, fidelity: Mapping[str, Any] | None = None,
+                  costs: Mapping[str, float] | None = None, reason: str | None = None, error: str | None = None,
+                  strategy_state: Mapping[str, Any] | None = None) -> int:
+        now = time.time()
+        finished = now if state in (TrialState.REJECTED, TrialState.FAILED) else None
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO trials(arch, arch_hash, state, seed, fidelity, costs, reason, error, created, finished) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (arch.to_json(), arch.hash, state.value, int(seed), _dumps(dict(fidelity or {})),
+                 _dumps(dict(costs or {})), reason, error, now, finished))
+            self._save_strategy(conn, strategy_state)
+            return int(cur.lastrowid)
+
+    def finish_trial(self, number: int, *, state: TrialState, metrics: Mapping[str, float] | None = None,
+                     error: str | None = None, duration_s: float | None = None,
+                     strategy_state: Mapping[str, Any] | None = None) -> None:
+        if not state.finished:
+            raise ValueError(f"finish_trial needs a finished state, got {state}")
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE trials SET state = ?, metrics = ?, error = ?, duration_s = ?, finished = ?, attempts = attempts + 1 "
+                "WHERE number = ? AND state = ?",
+                (state.value, _dumps(dict(metrics or {})), error, duration_s, time.time(), number, TrialState.RUNNING.value))
+            if cur.rowcount != 1:
+                raise StoreError(f"trial {number} is not running; it cannot be finished twice")
+            self._save_strategy(conn, strategy_state)
+
+    def save_strategy_state(self, state: Mapping[str, Any]) -> None:
+        with self._tx() as conn:
+            self._save_strategy(conn, state)
+
+    def strategy_state(self) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT state FROM strategy WHERE id = 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _record(self, row: tuple) -> TrialRecord:
+        (number, arch, _h, state, seed, fidelity, metrics, costs, error, reason, created, finished, duration, attempts) = row
+        return TrialRecord(number=number, arch=Architecture.from_json(arch), state=TrialState(state), seed=seed,
+                           fidelity=json.loads(fidelity), metrics=json.loads(metrics), costs=json.loads(costs),
+                           error=error, reason=reason, created=created, finished=finished, duration_s=duration,
+                           attempts=attempts)
+
+    _COLUMNS = ("number, arch, arch_hash, state, seed, fidelity, metrics, costs, error, reason, created, finished, "
+                "duration_s, attempts")
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+        sql = f"SELECT {self._COLUMNS} FROM trials"
+        args: tuple = ()
+        if states is not None:
+            states = list(states)
+            sql += " WHERE state IN (%s)" % ",".join("?" * len(states))
+            args = tuple(s.value for s in states)
+        return [self._record(r) for r in self._conn.execute(sql + " ORDER BY number", args).fetchall()]
+
+    def trial(self, number: int) -> TrialRecord:
+        row = self._conn.execute(f"SELECT {self._COLUMNS} FROM trials WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            raise StoreError(f"no trial {number} in {self.path}")
+        return self._record(row)
+
+    def find(self, arch_hash: str) -> list[TrialRecord]:
+        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM trials WHERE arch_hash = ? ORDER BY number",
+                                  (arch_hash,)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def count(self, *states: TrialState) -> int:
+        if not states:
+            return int(self._conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        q = "SELECT COUNT(*) FROM trials WHERE state IN (%s)" % ",".join("?" * len(states))
+        return int(self._conn.execute(q, tuple(s.value for s in states)).fetchone()[0])

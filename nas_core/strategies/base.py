@@ -1,0 +1,134 @@
+"""Ask/tell search strategies.
+
+A strategy proposes architectures with :meth:`Strategy.ask` and learns from
+results with :meth:`Strategy.tell`. It is deterministic under its seed and its
+whole state is a JSON-able dict (:meth:`state_dict` / :meth:`load_state_dict`),
+which the study stores with every trial transition so a killed study resumes
+exactly where it stopped.
+
+Writing a strategy::
+
+    class MyStrategy(Strategy):
+        name = "mine"
+        def ask(self) -> Architecture:
+            return self.space.sample(self.rng)
+        def tell(self, arch, result) -> None:
+            ...
+
+Results carry the trial state, so a strategy can tell a rejected candidate
+(which violated a hard constraint) from a failed one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from nas_core.errors import ConfigError
+from nas_core.space import Architecture, SearchSpace
+from nas_core.store import TrialState
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named metric and whether it is minimised or maximised."""
+
+    name: str
+    direction: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("min", "max"):
+            raise ConfigError(f"objective '{self.name}': direction must be 'min' or 'max', got {self.direction!r}")
+        if not self.name:
+            raise ConfigError("an objective needs a metric name")
+
+    @classmethod
+    def parse(cls, text: str) -> "Objective":
+        """``"accuracy:max"`` or ``"macs:min"``."""
+        if not isinstance(text, str) or text.count(":") != 1:
+            raise ConfigError(f"objective {text!r} must look like 'metric:max' or 'metric:min'")
+        name, direction = (t.strip() for t in text.split(":"))
+        return cls(name, direction)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.direction}"
+
+    def score(self, metrics: Mapping[str, float]) -> float:
+        """The metric signed so that larger is better (``-inf`` when missing or NaN)."""
+        v = metrics.get(self.name)
+        if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+            return -math.inf
+        return float(v) if self.direction == "max" else -float(v)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a strategy is told about one proposal."""
+
+    state: TrialState
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    number: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == TrialState.COMPLETE
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
+    bg = np.random.PCG64()
+    bg.state = dict(state)
+    return np.random.Generator(bg)
+
+
+class Strategy(ABC):
+    """Base class: holds the space, objectives and a seeded generator."""
+
+    name: str = "strategy"
+    #: True when the strategy needs at least two objectives
+    multi_objective: bool = False
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0):
+        if not objectives:
+            raise ConfigError(f"strategy '{self.name}' needs at least one objective")
+        if self.multi_objective and len(objectives) < 2:
+            raise ConfigError(f"strategy '{self.name}' is multi-objective; give at least two objectives")
+        self.space = space
+        self.objectives = tuple(objectives)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    @abstractmethod
+    def ask(self) -> Architecture:
+        """Propose the next architecture to evaluate."""
+
+    @abstractmethod
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        """Learn from the result of a proposal."""
+
+    def fitness(self, metrics: Mapping[str, float]) -> float:
+        """Scalar fitness (larger is better) from the first objective."""
+        return self.objectives[0].score(metrics)
+
+    # -- persistence ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "rng": rng_state(self.rng), **self._extra_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise ConfigError(f"stored strategy state is for '{state.get('name')}', not '{self.name}'")
+        self.rng = rng_from_state(state["rng"])
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass

@@ -1,0 +1,55 @@
+"""A task binds a search space to data, training and domain constraints.
+
+The study asks the task for a model's input shape (to measure hardware costs
+before any training), for domain metrics that need no training (for example an
+ECG network's sampling rate and energy per beat), for its default objectives and
+constraints, and for the estimator that trains and scores a candidate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+from nas_core.constraints import Constraint
+from nas_core.estimators.base import Estimator
+from nas_core.hardware import HardwareTarget, measure_costs
+from nas_core.space import Architecture, SearchSpace
+from nas_core.strategies.base import Objective
+
+
+class Task(ABC):
+    """Subclass per domain; instances must be picklable (they travel to workers)."""
+
+    name: str = "task"
+
+    def __init__(self, space: SearchSpace, **options: Any):
+        self.space = space
+        self.options = dict(options)
+
+    @abstractmethod
+    def input_shape(self, arch: Architecture) -> tuple:
+        """Shape of one input without the batch dimension, or a tuple of shapes."""
+
+    @abstractmethod
+    def estimator(self) -> Estimator:
+        """The estimator that trains and scores a candidate."""
+
+    def default_objectives(self) -> list[Objective]:
+        return [Objective("val_accuracy", "max"), Objective("macs", "min")]
+
+    def default_constraints(self, target: HardwareTarget | None) -> list[Constraint]:
+        return []
+
+    def static_metrics(self, arch: Architecture, model: Any, target: HardwareTarget | None) -> dict[str, float]:
+        """Metrics known before training: hardware costs plus domain figures."""
+        return measure_costs(model, self.input_shape(arch), target).as_metrics()
+
+    def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
+        names = {"params", "macs", "layers", "peak_act_bytes", "flash_fp32_bytes", "flash_int8_bytes"}
+        if target is not None:
+            names |= {"latency_ms", "energy_uj"}
+        return names
+
+    def describe(self) -> Mapping[str, Any]:
+        return {"task": self.name, "options": self.options}
