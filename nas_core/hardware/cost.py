@@ -424,8 +424,12 @@ class _EvalMode:
         self.model.eval()
 
     def __exit__(self, *exc: object) -> None:
+        # pre-order, through train() so that modules overriding it (e.g. e2cnn's
+        # filter caches) see the change; a parent's call resets its children, which
+        # come later in the list and are fixed in turn
         for m, flag in self.flags:
-            m.training = flag
+            if m.training != flag:
+                m.train(flag)
 
 
 def measure_costs(
@@ -455,21 +459,22 @@ def measure_costs(
     if target is not None and not isinstance(target, HardwareTarget):
         raise ConfigError(f"target must be a HardwareTarget or None, got {type(target).__name__}")
     shapes = _normalize_shapes(input_shape)
-    tracer = _Tracer(model, mac_counters, strict)
-    handles = []
-    try:
-        for m in model.modules():
-            handles.append(m.register_forward_pre_hook(tracer.pre_hook, prepend=True, with_kwargs=True))
-            handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True))
-        with _EvalMode(model), torch.no_grad():
+    with torch.no_grad(), _EvalMode(model):
+        # created in eval mode: buffers a module registers in eval (caches) are not activations
+        tracer = _Tracer(model, mac_counters, strict)
+        handles = []
+        try:
+            for m in model.modules():
+                handles.append(m.register_forward_pre_hook(tracer.pre_hook, prepend=True, with_kwargs=True))
+                handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True))
             inputs = _dummy_inputs(model, shapes)
             tracer.record((), inputs)
             with tracer:
                 output = model(*inputs)
             tracer.record(output, ())
-    finally:
-        for h in handles:
-            h.remove()
+        finally:
+            for h in handles:
+                h.remove()
 
     params = sum(p.numel() for p in model.parameters())
     latency_ms = energy_uj = None
@@ -498,7 +503,7 @@ def measure_host_latency_ms(model: nn.Module, input_shape: InputShape, *, repeat
         raise ConfigError(f"warmup must be an integer >= 0, got {warmup!r}")
     shapes = _normalize_shapes(input_shape)
     times: list[float] = []
-    with _EvalMode(model), torch.no_grad():
+    with torch.no_grad(), _EvalMode(model):
         inputs = _dummy_inputs(model, shapes)
         for _ in range(warmup):
             model(*inputs)

@@ -308,6 +308,40 @@ def _make_residual_class() -> type:
     return Residual
 
 
+@lru_cache(maxsize=None)
+def _make_head_class() -> type:
+    e2nn = import_e2cnn().nn
+
+    class Head(e2nn.EquivariantModule):
+        """Final 1x1 layers: one ``R2Conv`` to the scalars, one to the vector fields.
+
+        Separate convolutions rather than one to the mixed type, because e2cnn
+        0.2.3 assembles a filter with several (input, output) type pairs in a
+        ``torch.zeros`` of the *default* dtype, which breaks ``.double()``.
+        """
+
+        def __init__(self, hidden: Any, out_type: Any, n_scalar: int, n_vector: int) -> None:
+            super().__init__()
+            self.in_type = hidden
+            self.out_type = out_type
+            gspace, reps = out_type.gspace, out_type.representations
+            parts = [reps[:n_scalar], reps[n_scalar : n_scalar + n_vector]]
+            self.convs = torch.nn.ModuleList(
+                e2nn.R2Conv(hidden, e2nn.FieldType(gspace, part), kernel_size=1, recompute=True)
+                for part in parts
+                if part
+            )
+
+        def forward(self, x: Any) -> Any:
+            outs = [conv(x).tensor for conv in self.convs]
+            return e2nn.GeometricTensor(torch.cat(outs, dim=1), self.out_type)
+
+        def evaluate_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+            return (input_shape[0], self.out_type.size, *input_shape[2:])
+
+    return Head
+
+
 # ----------------------------------------------------------------------------
 # the network
 
@@ -318,7 +352,9 @@ class EquivariantMLPConfig:
 
     ``depth`` is the number of hidden layers (each a 1x1 ``R2Conv`` followed by
     the activation); a final ``R2Conv`` maps to the outputs, so the network
-    has ``depth + 1`` linear layers. With ``residual=True`` hidden layers 2..depth
+    has ``depth + 1`` linear layers. Weights use e2cnn's generalised He
+    initialisation; biases are drawn like ``torch.nn.Linear``'s (see
+    ``EquivariantMLP._init_biases``). With ``residual=True`` hidden layers 2..depth
     compute ``h + act(conv(h))`` (the first changes the field type, so it cannot
     be residual); parameter counts do not change.
     """
@@ -424,13 +460,28 @@ class EquivariantMLP(torch.nn.Module):
         for _ in range(depth - 1):
             block = layer(hidden)
             blocks.append(residual_cls(block) if residual else block)
-        blocks.append(e2nn.R2Conv(hidden, self.out_field, kernel_size=1, recompute=True))
+        blocks.append(_make_head_class()(hidden, self.out_field, n_out, n_vector_out))
         #: The equivariant blocks, each an e2cnn ``EquivariantModule`` with
         #: ``in_type``/``out_type``: lift, ``depth - 1`` hidden blocks, head.
         self.blocks = torch.nn.ModuleList(blocks)
         self.register_buffer("center", torch.tensor(self.config.center), persistent=False)
+        self._init_biases()
         self.train(True)  # drops the zero filter caches e2cnn registers at construction
         self.register_load_state_dict_post_hook(self._refresh_caches)
+
+    def _init_biases(self) -> None:
+        """Draw biases like ``torch.nn.Linear`` does, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+        e2cnn starts biases at zero. With an odd activation (tanh, sin) and a
+        group containing -I (C2, C4, D2, D4) zero biases make every hidden layer
+        an odd function of the point, whose invariant part vanishes: the network
+        would start as the constant 0, a symmetric saddle of the loss.
+        """
+        with torch.no_grad():
+            for conv in self._convs():
+                if conv.bias is not None:
+                    bound = 1.0 / math.sqrt(conv.in_type.size)
+                    conv.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != 2:
