@@ -53,6 +53,24 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
+def _read_definition(path: str) -> dict[str, Any]:
+    import json
+
+    p = Path(path)
+    if p.suffix == ".json":
+        if not p.is_file():
+            raise ConfigError(f"space file {p} does not exist")
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"space file {p} is not valid JSON: {exc}") from None
+    else:
+        data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"space file {p} must hold a space definition object")
+    return data
+
+
 class _Bar:
     """tqdm progress with ETA and the best value so far (disabled with --quiet)."""
 
@@ -144,6 +162,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg["strategy_options"] = {**cfg.get("strategy_options", {}), **_kv(args.strategy_option, "--strategy-option")}
     if args.fidelity:
         cfg["fidelity"] = {**cfg.get("fidelity", {}), **_kv(args.fidelity, "--fidelity")}
+    if args.space_file:
+        cfg["restrict"] = _read_definition(args.space_file)
     if "space" not in cfg:
         raise ConfigError("nas run: give a space (e.g. 'nas run digits/cnn') or 'space:' in the --config file")
     config = StudyConfig.from_dict(cfg)
@@ -191,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", parents=[common], help="run a search: nas run PLUGIN/SPACE ...")
     r.add_argument("space", nargs="?", help="search space, e.g. digits/cnn")
     r.add_argument("--config", help="YAML file with study options (options given here override it)")
+    r.add_argument("--space-file", help="JSON/YAML space definition narrowing the plugin's space")
     r.add_argument("--strategy", help="random | evolution | nsga2 | a plugin strategy")
     r.add_argument("--budget", type=int, help="number of trials to evaluate")
     r.add_argument("--seed", type=int)

@@ -845,3 +845,57 @@ class SearchSpace:
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {len(self.dimensions)} dimensions)"
+
+
+def _subset_errors(narrow: Dimension, wide: Dimension, where: str) -> list[str]:
+    if type(narrow) is not type(wide):
+        return [f"{where}: is {type(narrow).__name__.lower()} here but {type(wide).__name__.lower()} in the space"]
+    if (narrow.condition and narrow.condition.to_dict()) != (wide.condition and wide.condition.to_dict()):
+        return [f"{where}: its condition must stay {wide.condition.to_dict() if wide.condition else 'none'}"]
+    if isinstance(narrow, Categorical):
+        extra = [c for c in narrow.choices if not wide.validate(c)]
+        return [f"{where}: choices {extra!r} are not in the space's {list(wide.choices)!r}"] if extra else []
+    if isinstance(narrow, Integer):
+        bad = [v for v in range(narrow.low, narrow.high + 1, narrow.step) if not wide.validate(v)]
+        return [f"{where}: values {bad[:5]!r} are outside {wide.to_dict()}"] if bad else []
+    if isinstance(narrow, Float):
+        ok = wide.low <= narrow.low and narrow.high <= wide.high and (wide.step is None or narrow.step is not None
+                                                                       and wide.validate(narrow.low))
+        return [] if ok else [f"{where}: range {narrow.to_dict()} is not inside {wide.to_dict()}"]
+    assert isinstance(narrow, Repeat) and isinstance(wide, Repeat)
+    errs = []
+    if narrow.min_count < wide.min_count or narrow.max_count > wide.max_count:
+        errs.append(f"{where}: count {narrow.min_count}..{narrow.max_count} is outside {wide.min_count}..{wide.max_count}")
+    errs.extend(_scope_subset_errors(narrow.block, wide.block, where + "."))
+    return errs
+
+
+def _scope_subset_errors(narrow: Sequence[Dimension], wide: Sequence[Dimension], prefix: str) -> list[str]:
+    wide_by = {d.name: d for d in wide}
+    names = [d.name for d in narrow]
+    errs = [f"'{prefix}{n}' is not a dimension of the space" for n in names if n not in wide_by]
+    errs += [f"'{prefix}{d.name}' is missing (restrict it, do not drop it)" for d in wide if d.name not in names]
+    if not errs and names != [d.name for d in wide]:
+        errs.append(f"dimensions of '{prefix or 'the space'}' must keep the space's order {[d.name for d in wide]}")
+    for d in narrow:
+        if d.name in wide_by:
+            errs.extend(_subset_errors(d, wide_by[d.name], f"'{prefix}{d.name}'"))
+    return errs
+
+
+def restrict(space: SearchSpace, definition: Mapping[str, Any]) -> SearchSpace:
+    """A copy of ``space`` (same class, same ``build``) narrowed to ``definition``.
+
+    The definition is a full space definition (as :meth:`SearchSpace.to_dict`
+    writes it) whose every dimension lies inside the plugin's: fewer choices,
+    narrower ranges, fewer repeats. This is how users narrow a plugin's space
+    from a file without writing code.
+    """
+    narrow = SearchSpace.from_dict({**dict(definition), "name": definition.get("name", space.name)})
+    errs = _scope_subset_errors(narrow.dimensions, space.dimensions, "")
+    if errs:
+        raise ConfigError(f"space definition does not restrict '{space.name}': {errs[0]}")
+    out = copy.copy(space)
+    out.name = narrow.name
+    out.dimensions = narrow.dimensions
+    return out

@@ -40,7 +40,7 @@ from nas_core.errors import ConfigError, StoreError
 from nas_core.executors import Evaluator, Executor, Job, JobResult, make_executor
 from nas_core.hardware import HardwareTarget
 from nas_core.plugins import Registry
-from nas_core.space import Architecture
+from nas_core.space import Architecture, restrict
 from nas_core.store import Store, TrialRecord, TrialState
 from nas_core.strategies import CORE_STRATEGIES
 from nas_core.strategies.base import Objective, Strategy, TrialResult
@@ -72,6 +72,8 @@ class StudyConfig:
     workers: int = 1
     time_limit_s: float | None = None
     name: str = ""
+    #: optional space definition narrowing the plugin's space (see :func:`nas_core.space.restrict`)
+    restrict: Mapping[str, Any] | None = None
 
     #: fields that may change between a run and its resume without making it another study
     OPERATIONAL = ("budget", "executor", "workers", "time_limit_s")
@@ -304,7 +306,12 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
     registry = registry or Registry()
     space_key, entry = registry.space(config.space)
     space = entry.space()
-    task = entry.task(space, **dict(config.task_options))
+    if config.restrict is not None:
+        space = restrict(space, config.restrict)
+    try:
+        task = entry.task(space, **dict(config.task_options))
+    except TypeError as exc:
+        raise ConfigError(f"space '{space_key}': bad task option ({exc})") from None
     target_key, target = (None, None)
     if config.target:
         target_key, target = registry.target(config.target)

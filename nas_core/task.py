@@ -48,7 +48,9 @@ class Task(ABC):
     def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
         names = {"params", "macs", "layers", "peak_act_bytes", "flash_fp32_bytes", "flash_int8_bytes"}
         if target is not None:
-            names |= {"latency_ms", "energy_uj"}
+            names.add("latency_ms")
+            if target.has_energy_model:
+                names.add("energy_uj")
         return names
 
     def describe(self) -> Mapping[str, Any]:

@@ -30,16 +30,29 @@ TARGETS_DIR = Path(__file__).resolve().parents[1] / "hardware" / "targets"
 
 
 @lru_cache(maxsize=1)
-def _splits() -> tuple[np.ndarray, ...]:
+def split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the training, validation and test images (stratified, seed 0)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
+    y = load_digits().target
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=0.2, stratify=y, random_state=0)
+    train, val = train_test_split(rest, test_size=0.25, stratify=y[rest], random_state=0)
+    return train, val, test
+
+
+@lru_cache(maxsize=1)
+def _splits() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
     y = d.target.astype(np.int64)
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
-    x_tr, x_val, y_tr, y_val = train_test_split(x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=0)
-    return x_tr, y_tr, x_val, y_val, x_test, y_test
+    out: list[np.ndarray] = []
+    for part in split_indices():
+        out += [x[part], y[part]]
+    return tuple(out)
 
 
 def digits_search_data() -> ClassificationData:

@@ -207,13 +207,19 @@ def register_mac_counter(module_type: type[nn.Module], fn: MacCounter, *, replac
     Registering a type that already has a counter (built in or registered)
     needs ``replace=True``; registering the same function twice is a no-op.
 
-    Example::
+    Call it once, when the plugin module that defines the layer is imported::
 
-        >>> import torch.nn as nn
-        >>> class Scale(nn.Module):
-        ...     def __init__(self): super().__init__(); self.s = nn.Parameter(torch.ones(1))
-        ...     def forward(self, x): return x * self.s
-        >>> register_mac_counter(Scale, lambda m, inputs, out: out.numel())
+        class Scale(nn.Module):          # y = x * s, one multiply per output element
+            def __init__(self, n):
+                super().__init__()
+                self.s = nn.Parameter(torch.ones(n, 1))
+            def forward(self, x):
+                return x * self.s
+
+        register_mac_counter(Scale, lambda module, inputs, output: output.numel())
+
+    For a one-off measurement pass ``measure_costs(..., mac_counters={Scale: fn})``
+    instead; it leaves the registry alone.
     """
     if not isinstance(module_type, type) or not issubclass(module_type, nn.Module):
         raise ConfigError(f"register_mac_counter: module_type must be an nn.Module subclass, got {module_type!r}")

@@ -1,0 +1,36 @@
+"""The built-in digits example: real Lightning training, deterministic under a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nas_core.examples.digits import _splits, digits_search_data, digits_test_split, split_indices
+from nas_core.plugins import Registry
+from nas_core.store import Store, TrialState
+from nas_core.study import StudyConfig, run_study
+
+
+def test_splits_are_disjoint_and_the_test_split_is_not_searched():
+    train, val, test = split_indices()
+    assert len(train) + len(val) + len(test) == 1797
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    x_tr, _, x_val, _, x_te, _ = _splits()
+    d = digits_search_data()
+    assert d.x_train is x_tr and d.x_val is x_val and len(d.y_train) == len(train)
+    x_test, _ = digits_test_split()
+    assert x_test is x_te
+
+
+def test_same_seed_twice_gives_same_architectures_and_metrics(tmp_path):
+    def run(d, seed):
+        cfg = StudyConfig(space="digits/cnn", budget=3, strategy="evolution", seed=seed, target="digits/cortex-m4",
+                          task_options={"epochs": 2, "data_fraction": 0.3},
+                          strategy_options={"population_size": 2, "sample_size": 1})
+        run_study(cfg, tmp_path / d, registry=Registry())
+        with Store.open(tmp_path / d / "study.db") as st:
+            return [(t.arch.hash, dict(t.metrics), dict(t.costs)) for t in st.trials([TrialState.COMPLETE])]
+
+    a, b, c = run("a", 11), run("b", 11), run("c", 12)
+    assert len(a) == 3 and a == b
+    assert [x[0] for x in a] != [x[0] for x in c]
+    assert all(0.0 < m["val_accuracy"] <= 1.0 for _, m, _ in a)
