@@ -140,6 +140,29 @@ _RUN_OPTIONS = {
 }
 
 
+def _task_flags(extra: Sequence[str]) -> dict[str, Any]:
+    """``--battery-days 7 --band monitoring`` -> task options ``battery_days=7, band='monitoring'``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--") or len(flag) < 3:
+            raise ConfigError(f"nas run: unexpected argument {flag!r}")
+        key = flag[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            value = extra[i + 1]
+            i += 2
+        else:
+            raise ConfigError(f"nas run: option {flag} needs a value")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from nas_core.study import StudyConfig, run_study
 
@@ -156,8 +179,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg["objectives"] = list(args.objective)
     if args.constraint:
         cfg["constraints"] = list(cfg.get("constraints", [])) + list(args.constraint)
-    if args.option:
-        cfg["task_options"] = {**cfg.get("task_options", {}), **_kv(args.option, "--option")}
+    task_flags = _task_flags(args.extra)
+    if args.option or task_flags:
+        cfg["task_options"] = {**cfg.get("task_options", {}), **_kv(args.option, "--option"), **task_flags}
     if args.strategy_option:
         cfg["strategy_options"] = {**cfg.get("strategy_options", {}), **_kv(args.strategy_option, "--strategy-option")}
     if args.fidelity:
@@ -208,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
     sub.add_parser("plugins", parents=[common], help="list installed plugins, spaces, targets, strategies")
-    r = sub.add_parser("run", parents=[common], help="run a search: nas run PLUGIN/SPACE ...")
+    r = sub.add_parser("run", parents=[common], help="run a search: nas run PLUGIN/SPACE ... (other --flags "
+                       "become task options, e.g. --battery-days 7)")
     r.add_argument("space", nargs="?", help="search space, e.g. digits/cnn")
     r.add_argument("--config", help="YAML file with study options (options given here override it)")
     r.add_argument("--space-file", help="JSON/YAML space definition narrowing the plugin's space")
@@ -242,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "run":
+            raise ConfigError(f"nas {args.command}: unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
         handler = {"plugins": _cmd_plugins, "run": _cmd_run, "resume": _cmd_resume, "report": _cmd_report}
         return handler[args.command](args)
     except NasError as exc:

@@ -243,6 +243,7 @@ class Study:
             self.progress.trial(self.store.trial(number), self._best_text())
             return None, True
         reasons = [r for r in (c.violation(static) for c in self.constraints) if r]
+        reasons += list(self.task.rejections(arch, static))
         if reasons:
             self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint))
             self.store.add_trial(arch, state=TrialState.REJECTED, seed=trial_seed(self.seed, number_hint),

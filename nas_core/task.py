@@ -53,5 +53,14 @@ class Task(ABC):
                 names.add("energy_uj")
         return names
 
+    def rejections(self, arch: Architecture, static: Mapping[str, float]) -> list[str]:
+        """Domain reasons to reject a candidate before training (each one clear sentence).
+
+        Use this for rules that are not a bound on one metric, e.g. a symmetry
+        group that is not a subgroup of the problem's. Bounds on metrics belong in
+        :meth:`default_constraints`.
+        """
+        return []
+
     def describe(self) -> Mapping[str, Any]:
         return {"task": self.name, "options": self.options}

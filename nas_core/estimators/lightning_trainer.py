@@ -88,7 +88,8 @@ class TrainingEstimator(Estimator):
     def default_fidelity(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "data_fraction": self.data_fraction}
 
-    def _data(self) -> ClassificationData:
+    def dataset(self, ctx: EvalContext) -> ClassificationData:
+        """The data for this candidate (override when it depends on the architecture, e.g. its input rate)."""
         if self._cache is None:
             self._cache = self.data()
         return self._cache
@@ -108,7 +109,7 @@ class TrainingEstimator(Estimator):
         fid = {**self.default_fidelity(), **dict(ctx.fidelity)}
         epochs = int(fid["epochs"])
         fraction = float(fid["data_fraction"])
-        data = self._data()
+        data = self.dataset(ctx)
         idx = _stratified_fraction(np.asarray(data.y_train), fraction) if fraction < 1.0 else None
 
         def tensors(xs: Any, y: np.ndarray, sel: np.ndarray | None) -> TensorDataset:
