@@ -115,6 +115,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for kind in ("spaces", "targets", "strategies"):
             if info[kind]:
                 print(f"  {kind}: {', '.join(f'{name}/{k}' for k in info[kind])}")
+    for name, why in reg.broken().items():
+        print(f"{name}  FAILED TO LOAD: {why}")
     if not listing:
         print("no plugins installed")
     return 0

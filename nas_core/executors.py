@@ -39,6 +39,7 @@ class Job:
     seed: int
     fidelity: Mapping[str, Any] = field(default_factory=dict)
     time_limit_s: float | None = None
+    artifact_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class Evaluator:
             arch = Architecture.from_json(job.arch_json)
             torch.manual_seed(job.seed)  # deterministic initial weights
             model = self.task.space.build(arch)
-            metrics = self._estimator.evaluate(EvalContext(arch, model, job.seed, dict(job.fidelity), deadline))
+            metrics = self._estimator.evaluate(EvalContext(arch, model, job.seed, dict(job.fidelity), deadline,
+                                                             job.artifact_dir))
             clean: dict[str, float] = {}
             for k, v in metrics.items():
                 v = float(v)

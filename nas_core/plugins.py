@@ -75,6 +75,7 @@ class Registry:
     def __init__(self, plugins: Iterable[Plugin] = (), *, discover: bool = True):
         self._plugins: dict[str, Plugin] = {}
         self._origins: dict[str, str] = {}
+        self._broken: dict[str, str] = {}
         self._discover = discover
         self._discovered = False
         for p in plugins:
@@ -94,15 +95,26 @@ class Registry:
         if self._discovered or not self._discover:
             return
         self._discovered = True
+        seen: set[str] = set()
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             origin = f"'{ep.name}' (entry point {ep.value})"
+            if ep.name in seen:
+                raise ConfigError(f"duplicate plugin name '{ep.name}': two installed packages publish it "
+                                  f"({self._origins.get(ep.name, 'another entry point')} and {origin})")
+            seen.add(ep.name)
+            # a plugin that fails to load is reported when it is used or listed; the others still work
             try:
                 obj = ep.load()
+                plugin = _validate(obj, origin)
+                if plugin.name != ep.name:
+                    raise ConfigError(f"plugin {origin} calls itself '{plugin.name}'; the entry-point name must match")
+            except ConfigError as exc:
+                self._broken[ep.name] = str(exc)
+                continue
             except Exception as exc:  # noqa: BLE001
-                raise ConfigError(f"plugin {origin} failed to import: {type(exc).__name__}: {exc}") from None
-            plugin = self.register(obj, origin=origin)
-            if plugin.name != ep.name:
-                raise ConfigError(f"plugin {origin} calls itself '{plugin.name}'; the entry-point name must match")
+                self._broken[ep.name] = f"plugin {origin} failed to import: {type(exc).__name__}: {exc}"
+                continue
+            self.register(plugin, origin=origin)
 
     # -- lookups ---------------------------------------------------------------------
     def plugins(self) -> dict[str, Plugin]:
@@ -130,6 +142,8 @@ class Registry:
             return key, entries[key][1]
         if "/" in key:
             plugin = key.split("/", 1)[0]
+            if plugin in self._broken:
+                raise ConfigError(self._broken[plugin])
             if plugin not in self._plugins:
                 raise ConfigError(f"unknown plugin '{plugin}' in {label} '{key}'; installed plugins: "
                                   f"{', '.join(sorted(self._plugins)) or 'none'} (see 'nas plugins')")
@@ -151,6 +165,11 @@ class Registry:
 
     def plugin_strategies(self) -> dict[str, Any]:
         return {k: v for k, (_, v) in self._keys("strategies").items()}
+
+    def broken(self) -> dict[str, str]:
+        """Installed plugins that failed to load, with the reason."""
+        self._ensure()
+        return dict(self._broken)
 
     def listing(self) -> dict[str, dict[str, list[str]]]:
         self._ensure()

@@ -172,8 +172,9 @@ class Study:
         return TrialResult(record.state, record.all_metrics(), record.number)
 
     def _submit(self, number: int, arch: Architecture) -> None:
+        artifacts = self.store.path.parent / "trials" / f"{number:05d}"
         self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), self.fidelity,
-                                 self.time_limit_s))
+                                 self.time_limit_s, str(artifacts)))
 
     def optimize(self, budget: int) -> StudySummary:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:

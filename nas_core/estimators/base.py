@@ -25,6 +25,7 @@ class EvalContext:
     seed: int
     fidelity: Mapping[str, Any] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() value, or None for no limit
+    artifact_dir: str | None = None  # where the estimator may save this trial's weights (model.pt)
 
     def check_deadline(self, where: str = "") -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:

@@ -24,7 +24,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
-from nas_core.metrics import accuracy, confusion_matrix, macro_f1
+from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,20 @@ def _stratified_fraction(y: np.ndarray, fraction: float) -> np.ndarray:
 
 
 class TrainingEstimator(Estimator):
-    """Train with Adam and cross-entropy; report validation accuracy, macro-F1 and loss."""
+    """Train with Adam and cross-entropy; report validation accuracy, macro-F1 and loss.
 
-    metric_names = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run")
+    The metrics are those of the best validation epoch (by macro-F1), and the model
+    ends with that epoch's weights, saved to ``ctx.artifact_dir/model.pt`` when
+    the study gives a directory (load with ``torch.load(..., weights_only=True)``).
+    """
+
+    metric_names = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run", "best_epoch")
 
     def __init__(self, data: Callable[[], ClassificationData], *, epochs: int = 10, data_fraction: float = 1.0,
                  batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
                  class_weights: str | None = None, early_stopping_patience: int | None = None,
-                 monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None):
+                 monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None,
+                 class_names: tuple[str, ...] | None = None):
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if not 0.0 < data_fraction <= 1.0:
@@ -78,6 +84,10 @@ class TrainingEstimator(Estimator):
         self.monitor = monitor
         self.macro_f1_classes = macro_f1_classes
         self.threads = threads
+        self.class_names = tuple(class_names) if class_names else None
+        if self.class_names:
+            self.metric_names = type(self).metric_names + tuple(
+                f"val_{c}_{k}" for c in self.class_names for k in ("se", "ppv", "f1", "spec"))
         self._cache: ClassificationData | None = None
 
     def __getstate__(self) -> dict:
@@ -131,7 +141,8 @@ class TrainingEstimator(Estimator):
         train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen)
         val_dl = DataLoader(val_ds, batch_size=1024)
         module = _ClassifierModule(ctx.model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
-                                   n_classes=data.n_classes, f1_classes=self.macro_f1_classes)
+                                   n_classes=data.n_classes, f1_classes=self.macro_f1_classes,
+                                   class_names=self.class_names)
         callbacks: list[Any] = [_Guard(ctx)]
         if self.patience:
             callbacks.append(pl.callbacks.EarlyStopping(monitor=self.monitor, mode="max" if "loss" not in self.monitor else "min",
@@ -142,6 +153,16 @@ class TrainingEstimator(Estimator):
         trainer.fit(module, train_dl, val_dl)
         if module.best is None:
             raise TrialFailed("training produced no validation result")
+        # keep the weights the reported metrics belong to (the best validation epoch)
+        ctx.model.load_state_dict(module.best_state)
+        if ctx.artifact_dir:
+            from pathlib import Path
+
+            out = Path(ctx.artifact_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / "model.pt.tmp"
+            torch.save(ctx.model.state_dict(), tmp)
+            tmp.replace(out / "model.pt")
         return {**module.best, "epochs_run": float(trainer.current_epoch)}
 
 
@@ -162,7 +183,7 @@ class _Guard:
         return Guard()
 
 
-def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes):  # noqa: N802 - factory
+def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes, class_names=None):  # noqa: N802
     import torch
     import lightning.pytorch as pl
 
@@ -172,6 +193,7 @@ def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes)
             self.model = model
             self.register_buffer("class_weight", weight if weight is not None else torch.ones(n_classes))
             self.best: dict[str, float] | None = None
+            self.best_state: dict | None = None
             self._preds: list = []
             self._targets: list = []
             self._losses: list = []
@@ -196,6 +218,9 @@ def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes)
             cm = confusion_matrix(yt, yp, n_classes)
             res = {"val_accuracy": accuracy(cm), "val_macro_f1": macro_f1(cm, f1_classes),
                    "val_loss": sum(self._losses) / max(1, len(yt))}
+            if class_names:
+                for name, st in zip(class_names, per_class(cm)):
+                    res.update({f"val_{name}_{k}": float(st[k]) for k in ("se", "ppv", "f1", "spec")})
             self._preds, self._targets, self._losses = [], [], []
             if not math.isfinite(res["val_loss"]):
                 raise TrialFailed(f"non-finite validation loss at epoch {self.current_epoch}")
@@ -203,6 +228,7 @@ def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes)
             key = "val_macro_f1"
             if self.best is None or res[key] > self.best[key]:
                 self.best = {**res, "best_epoch": float(self.current_epoch)}
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from nas_core.examples.digits import _splits, digits_search_data, digits_test_split, split_indices
 from nas_core.plugins import Registry
@@ -34,3 +35,28 @@ def test_same_seed_twice_gives_same_architectures_and_metrics(tmp_path):
     assert len(a) == 3 and a == b
     assert [x[0] for x in a] != [x[0] for x in c]
     assert all(0.0 < m["val_accuracy"] <= 1.0 for _, m, _ in a)
+
+
+def test_kept_weights_are_the_best_epoch_and_reproduce_the_reported_metric(tmp_path):
+    import torch
+
+    from nas_core.examples.digits import DigitsCNNSpace, DigitsTask
+    from nas_core.estimators.base import EvalContext
+    from nas_core.space import Architecture
+
+    space = DigitsCNNSpace()
+    arch = Architecture({"stages": [{"channels": 8, "kernel": 3, "block": "plain", "pool": True}], "head": "avg",
+                         "hidden": 0, "activation": "relu"})
+    est = DigitsTask(space, epochs=3).estimator()
+    torch.manual_seed(0)
+    model = space.build(arch)
+    m = est.evaluate(EvalContext(arch, model, 0, {}, None, str(tmp_path / "t1")))
+    state = torch.load(tmp_path / "t1" / "model.pt", weights_only=True)
+    fresh = space.build(arch)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    d = digits_search_data()
+    with torch.no_grad():
+        pred = fresh(torch.as_tensor(d.x_val)).argmax(1).numpy()
+    assert np.mean(pred == d.y_val) == pytest.approx(m["val_accuracy"])
+    assert 0 <= m["best_epoch"] <= 2
