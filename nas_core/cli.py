@@ -1,4 +1,4 @@
-"""Command line: ``nas plugins | run | resume | report``.
+"""Command line: ``nas plugins | run | resume | report | export``.
 
 Errors caused by the input print one line (``error: ...``) and exit with status 2;
 ``--verbose`` adds the traceback. Options override the values of a YAML config
@@ -226,6 +226,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nas_core.export import export_trial
+
+    res = export_trial(args.dir, args.trial, args.format)
+    if not args.quiet:
+        print(f"wrote {res.path} ({res.fmt}); max |difference| to PyTorch on {res.n_checked} random inputs: "
+              f"{res.max_abs_diff:.2e}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -261,6 +271,10 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--time-limit", dest="time_limit", type=float)
     rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
     rp.add_argument("dir")
+    ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX or TorchScript (checked)")
+    ex.add_argument("dir")
+    ex.add_argument("--trial", type=int, required=True)
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     return p
 
 
@@ -274,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra and args.command != "run":
             raise ConfigError(f"nas {args.command}: unrecognized arguments: {' '.join(extra)}")
         args.extra = extra
-        handler = {"plugins": _cmd_plugins, "run": _cmd_run, "resume": _cmd_resume, "report": _cmd_report}
+        handler = {"plugins": _cmd_plugins, "run": _cmd_run, "resume": _cmd_resume, "report": _cmd_report,
+                   "export": _cmd_export}
         return handler[args.command](args)
     except NasError as exc:
         if verbose:

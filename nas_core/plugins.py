@@ -43,6 +43,8 @@ class Plugin:
     spaces: Mapping[str, SpaceEntry] = field(default_factory=dict)
     targets: Mapping[str, Callable[[], Any]] = field(default_factory=dict)   # () -> HardwareTarget
     strategies: Mapping[str, Callable[..., Any]] = field(default_factory=dict)  # Strategy classes
+    #: optional (store, pareto_records) -> Markdown section added to the study report
+    report_section: Callable[..., str] | None = None
 
 
 def _validate(plugin: Any, origin: str) -> "Plugin":

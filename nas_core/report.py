@@ -1,10 +1,9 @@
 """Reports of a study: Pareto table (Markdown), plot (PNG) and a JSON summary.
 
 ``make_report(dir)`` reads ``dir/study.db`` and writes, next to it,
-``report.json``, ``report.md`` and ``pareto.png``. Plugins may add sections
-through :data:`SECTION_HOOKS` keyed by plugin name (for instance the ECG plugin's
-clinical table): a hook gets the store and the Pareto records and returns
-Markdown text.
+``report.json``, ``report.md`` and ``pareto.png``. A plugin may add a section
+(for instance the ECG plugin's clinical table) through its
+``Plugin.report_section(store, pareto_records) -> str``.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nas_core.errors import StoreError
 from nas_core.pareto import hypervolume, pareto_front
+from nas_core.plugins import Registry
 from nas_core.store import Store, TrialRecord, TrialState
 from nas_core.strategies.base import Objective
-
-#: plugin name -> callable(store, pareto_records) -> Markdown section
-SECTION_HOOKS: dict[str, Callable[[Store, Sequence[TrialRecord]], str]] = {}
-
 
 def _objectives(store: Store) -> list[Objective]:
     names = store.config.get("objectives_resolved") or store.config.get("objectives") or []
@@ -120,9 +116,9 @@ def _report(store: Store, out: Path, plot: bool) -> dict[str, Any]:
     if summary["failed"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- trial {f['trial']}: {f['error']}" for f in summary["failed"]]
-    plugin = str(cfg.get("space_key") or "").split("/", 1)[0]
-    if plugin in SECTION_HOOKS:
-        lines += ["", SECTION_HOOKS[plugin](store, front)]
+    plugin = Registry().plugins().get(str(cfg.get("space_key") or "").split("/", 1)[0])
+    if plugin is not None and plugin.report_section is not None:
+        lines += ["", plugin.report_section(store, front)]
     if plot:
         _plot(out / "pareto.png", complete, front, objectives)
         lines += ["", "![Pareto plot](pareto.png)"]

@@ -527,10 +527,6 @@ def _check_scope(dims: Sequence[Dimension], where: str) -> None:
             parent = next(d for d in dims if d.name == cond.parent)
             if isinstance(parent, Repeat):
                 raise ConfigError(f"{where}: dimension '{dim.name}' cannot be conditioned on repeat '{parent.name}'")
-            bad = [v for v in cond.values if not parent.validate(v)]
-            if bad:
-                raise ConfigError(f"{where}: dimension '{dim.name}' is conditioned on {cond.parent} in {bad!r}, "
-                                  f"which '{cond.parent}' can never take")
         seen.add(dim.name)
 
 

@@ -18,8 +18,9 @@ edited) by :func:`apply`:
 2. ``e2cnn.nn.modules.r2_conv.basisexpansion_singleblock``:
    ``SingleBlockBasisExpansion.__init__`` turns its boolean basis mask into a
    ``uint8`` tensor and indexes with it. PyTorch deprecated byte masks long ago
-   and now rejects them (``masked_fill_ only supports boolean masks``), so e.g.
-   a ``TrivialOnR2`` ``R2Conv`` fails to build. The module spells its mask dtype
+   and now rejects them in some paths: a ``TrivialOnR2`` ``R2Conv`` fails to
+   build (``masked_fill_ only supports boolean masks``), the other groups
+   warn that byte indexing is deprecated. The module spells its mask dtype
    ``torch.uint8`` in exactly two places (building the mask tensor from a NumPy
    ``uint8`` array, and casting the filtered mask back). We replace the name
    ``torch`` *inside that one module* by :class:`_BoolMaskTorch`, a thin proxy
@@ -57,12 +58,13 @@ it expects it.
 Removing this module (e.g. after moving to escnn): delete this file and make
 :func:`import_e2cnn` callers import escnn instead, e.g.
 ``from escnn import gspaces, nn, group``. escnn already has these fixes and
-renames a few entry points used by ``nas_pinn.equivariant``:
+renames the gspace factories used by ``nas_pinn.equivariant``:
 ``TrivialOnR2``/``Rot2dOnR2``/``FlipRot2dOnR2`` become
-``trivialOnR2``/``rot2dOnR2``/``flipRot2dOnR2``; escnn's ``gspace.basespace_action``
-is a representation (in e2cnn 0.2.3 it does not exist as such, hence
-``equivariant._plane_repr``); groups in escnn take ``group.irrep(...)`` ids as
-tuples. Run ``tests/nas_pinn/test_equivariance.py`` after the switch.
+``trivialOnR2``/``rot2dOnR2``/``flipRot2dOnR2``. escnn also offers
+``gspace.basespace_action`` as a representation, which could replace
+``equivariant._plane_repr`` (e2cnn 0.2.3 has no such representation) if it
+passes the element-by-element plane test. Run ``tests/nas_pinn/`` after the
+switch.
 """
 
 from __future__ import annotations

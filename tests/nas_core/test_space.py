@@ -115,8 +115,6 @@ def test_architecture_is_frozen_canonical_and_hash_stable_across_processes():
                                   {"type": "categorical", "name": "a", "choices": [2]}]}, "duplicate dimension name 'a'"),
     ({"name": "s", "dimensions": [{"type": "float", "name": "lr", "low": 0, "high": 1, "log": True}]}, "log scale"),
     ({"name": "s", "dimensions": []}, "no dimensions"),
-    ({"name": "s", "dimensions": [{"type": "categorical", "name": "a", "choices": [1, 2]},
-                                  {"type": "integer", "name": "b", "low": 0, "high": 1, "when": {"a": [7]}}]}, "never take"),
     ({"name": "s", "dimensions": [{"type": "repeat", "name": "r", "min_count": 3, "max_count": 1,
                                    "block": [{"type": "integer", "name": "x", "low": 0, "high": 1}]}]}, "min_count"),
 ])

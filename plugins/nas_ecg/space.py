@@ -1,0 +1,136 @@
+"""A compound-scaled family of 1D CNN beat classifiers (EfficientNet-style).
+
+A base network -- three stages at :data:`BASE_FS_HZ` -- is scaled by one
+coefficient ``phi``, as in EfficientNet (Tan & Le 2019):
+
+* depth: each stage's block count ``ceil(base_depth * alpha ** phi)``;
+* width: each stage's channels ``round_to_4(base_channels * beta ** phi)``;
+* resolution: the sampling rate ``fs = round(BASE_FS_HZ * gamma ** phi)`` Hz, so
+  the beat window of 0.7 s holds ``round(0.25 fs) + round(0.45 fs)`` samples.
+
+``alpha``, ``beta`` and ``gamma`` are searched from small grids rather than fixed
+by a grid search at ``phi = 1``, so the search learns how this task prefers to
+trade depth, width and rate. Per stage the search also picks the block
+(``plain`` conv-BN-ReLU, depthwise-``separable``, or ``inverted`` residual
+MobileNetV2-style with expansion 2 or 4), the kernel size, and the downsampling
+(max or average pooling, or a stride-2 first convolution). The RR features
+join the pooled convolutional features before the classifier, whose hidden
+width is searched too.
+
+Rates above 360 Hz (MIT-BIH's) or below the Nyquist limit of the declared band
+are rejected before training by the task, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nas_core.space import Architecture, Categorical, Integer, Repeat, SearchSpace
+
+BASE_FS_HZ = 180.0
+BASE_CHANNELS = (8, 16, 24)
+BASE_DEPTH = (1, 1, 2)
+WINDOW_S = (0.25, 0.45)
+IN_CHANNELS = 2
+N_RR = 8
+N_CLASSES = 5
+
+
+def scaled(arch: Architecture | dict) -> dict[str, Any]:
+    """The concrete network an architecture describes: rate, window length, per-stage depth and width."""
+    a = arch.to_dict() if isinstance(arch, Architecture) else dict(arch)
+    phi = a["phi"]
+    fs = float(round(BASE_FS_HZ * a["gamma"] ** phi))
+    length = round(WINDOW_S[0] * fs) + round(WINDOW_S[1] * fs)
+    stages = []
+    for i, st in enumerate(a["stages"]):
+        base_c = BASE_CHANNELS[min(i, len(BASE_CHANNELS) - 1)]
+        base_d = BASE_DEPTH[min(i, len(BASE_DEPTH) - 1)]
+        stages.append({**st,
+                       "channels": max(4, int(4 * round(base_c * a["beta"] ** phi / 4))),
+                       "depth": max(1, math.ceil(base_d * a["alpha"] ** phi - 1e-9))})
+    return {"fs_hz": fs, "length": length, "stages": stages, "head_hidden": a["head_hidden"],
+            "stem_channels": max(4, int(4 * round(8 * a["beta"] ** phi / 4)))}
+
+
+class CompoundECGSpace(SearchSpace):
+    """``ecg/compound-cnn``: 1D CNNs on beat windows plus RR features."""
+
+    def __init__(self) -> None:
+        super().__init__("ecg-compound-cnn", [
+            Integer("phi", -3, 3),
+            Categorical("alpha", [1.0, 1.1, 1.2]),
+            Categorical("beta", [1.0, 1.1, 1.2]),
+            Categorical("gamma", [1.0, 1.1, 1.15, 1.25]),
+            Repeat("stages", [
+                Categorical("block", ["plain", "separable", "inverted"]),
+                Categorical("expansion", [2, 4], when={"block": ["inverted"]}),
+                Categorical("kernel", [3, 5, 7, 9]),
+                Categorical("downsample", ["max", "avg", "stride"]),
+            ], min_count=2, max_count=3),
+            Categorical("head_hidden", [0, 16, 32]),
+        ])
+
+    def build(self, arch: Architecture):
+        return ECGNet(scaled(arch))
+
+
+def ECGNet(spec: dict[str, Any]):  # noqa: N802 - a factory, keeps torch out of module import
+    import torch
+    import torch.nn as nn
+
+    def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+                                   nn.BatchNorm1d(cout)]
+        if act:
+            layers.append(nn.ReLU())
+        return layers
+
+    class Inverted(nn.Module):
+        """MobileNetV2 inverted residual: 1x1 expand, depthwise k, 1x1 project (+ skip when shapes match)."""
+
+        def __init__(self, cin: int, cout: int, k: int, stride: int, expansion: int):
+            super().__init__()
+            mid = cin * expansion
+            self.body = nn.Sequential(*conv_bn(cin, mid, 1), *conv_bn(mid, mid, k, stride, groups=mid),
+                                      *conv_bn(mid, cout, 1, act=False))
+            self.skip = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.body(x)
+            return x + y if self.skip else y
+
+    def block(kind: str, cin: int, cout: int, k: int, stride: int, expansion: int) -> nn.Module:
+        if kind == "plain":
+            return nn.Sequential(*conv_bn(cin, cout, k, stride))
+        if kind == "separable":
+            return nn.Sequential(*conv_bn(cin, cin, k, stride, groups=cin), *conv_bn(cin, cout, 1))
+        return Inverted(cin, cout, k, stride, expansion)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = spec["stem_channels"]
+            layers: list[nn.Module] = conv_bn(IN_CHANNELS, c, 5)
+            for st in spec["stages"]:
+                for d in range(st["depth"]):
+                    stride = 2 if (d == 0 and st["downsample"] == "stride") else 1
+                    layers.append(block(st["block"], c, st["channels"], st["kernel"], stride, st.get("expansion", 2)))
+                    c = st["channels"]
+                if st["downsample"] == "max":
+                    layers.append(nn.MaxPool1d(2))
+                elif st["downsample"] == "avg":
+                    layers.append(nn.AvgPool1d(2))
+            self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten())
+            self.rr_norm = nn.BatchNorm1d(N_RR)
+            h = spec["head_hidden"]
+            if h:
+                self.head = nn.Sequential(nn.Linear(c + N_RR, h), nn.ReLU(), nn.Linear(h, N_CLASSES))
+            else:
+                self.head = nn.Linear(c + N_RR, N_CLASSES)
+
+        def forward(self, x, rr):
+            return self.head(torch.cat([self.features(x), self.rr_norm(rr)], dim=1))
+
+    return Net()

@@ -1,0 +1,133 @@
+"""The ECG task: train candidates on DS1, score them on held-out DS1 records, check the patch's budgets.
+
+Options (``nas run ecg/compound-cnn --battery-days 7 --band monitoring ...`` or
+``task_options`` in a config):
+
+========================  ===========================================================
+``data_dir``              MIT-BIH directory (default: env ``MITDB_DIR``)
+``download``              fetch MIT-BIH with ``wfdb.dl_database`` if missing (False)
+``cache_dir``             preprocessed-array cache (default: env ``NAS_CACHE_DIR``)
+``band``                  ``monitoring`` (0.67-40 Hz, default) or ``diagnostic``
+``nyquist_k``             guard factor k of the Nyquist limit fs >= k f_high (2.5)
+``battery_days``          days the patch must run on its battery (7)
+``heart_rate_bpm``        average heart rate of the energy budget (80)
+``epochs``                maximum training epochs (12); early stopping on val macro-F1
+``patience``              early-stopping patience in epochs (3)
+``data_fraction``         fraction of the training beats (stratified), a proxy fidelity
+``batch_size``, ``lr``    training (256, 3e-3)
+``val_records``           DS1 records held out whole for validation (loader default)
+========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from nas_core.constraints import Constraint
+from nas_core.errors import ConfigError
+from nas_core.estimators.base import EvalContext
+from nas_core.estimators.lightning_trainer import ClassificationData, TrainingEstimator
+from nas_core.hardware import HardwareTarget, measure_costs
+from nas_core.space import Architecture, SearchSpace
+from nas_core.strategies.base import Objective
+from nas_core.task import Task
+from nas_ecg.data import CLASSES, F1_CLASSES, N_RR, search_data
+from nas_ecg.space import IN_CHANNELS, scaled
+
+ECG_METRICS = ("fs_hz", "latency_ms", "inference_energy_uj", "beat_overhead_uj", "energy_uj_per_beat",
+               "energy_budget_uj_per_beat", "energy_margin_uj", "battery_days", "avg_power_uw", "peak_ram_kb",
+               "flash_kb_int8", "weights")
+
+
+class ECGEstimator(TrainingEstimator):
+    """Lightning training on the DS1 training records at the candidate's own sampling rate."""
+
+    def __init__(self, *, data_dir=None, cache_dir=None, download=False, val_records=None, **kwargs: Any):
+        super().__init__(lambda: None, class_weights="balanced", macro_f1_classes=F1_CLASSES,
+                         class_names=CLASSES, **kwargs)
+        self.data_dir, self.cache_dir, self.download, self.val_records = data_dir, cache_dir, download, val_records
+        self._by_fs: dict[float, ClassificationData] = {}
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_by_fs"] = {}
+        return state
+
+    def dataset(self, ctx: EvalContext) -> ClassificationData:
+        fs = scaled(ctx.arch)["fs_hz"]
+        if fs not in self._by_fs:
+            self._by_fs.clear()  # one rate in memory at a time
+            self._by_fs[fs] = search_data(fs, data_dir=self.data_dir, cache_dir=self.cache_dir,
+                                          val_records=self.val_records, download=self.download)
+        return self._by_fs[fs]
+
+
+class ECGTask(Task):
+    name = "ecg"
+    OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
+               "patience", "data_fraction", "batch_size", "lr", "val_records", "threads")
+
+    def __init__(self, space: SearchSpace, **options: Any):
+        from nas_ecg.budget import DEFAULT_NYQUIST_K, require_band_supported
+
+        unknown = set(options) - set(self.OPTIONS)
+        if unknown:
+            raise ConfigError(f"ecg task: unknown option(s) {sorted(unknown)}; allowed: {list(self.OPTIONS)}")
+        super().__init__(space, **options)
+        self.band = options.get("band", "monitoring")
+        self.k = float(options.get("nyquist_k", DEFAULT_NYQUIST_K))
+        self.min_fs = require_band_supported(self.band, k=self.k)
+        self.days = float(options.get("battery_days", 7.0))
+        if self.days <= 0:
+            raise ConfigError(f"battery_days must be > 0, got {self.days}")
+        self.heart_rate = float(options.get("heart_rate_bpm", 80.0))
+
+    def input_shape(self, arch: Architecture) -> tuple:
+        return ((IN_CHANNELS, scaled(arch)["length"]), (N_RR,))
+
+    def estimator(self) -> ECGEstimator:
+        o = self.options
+        return ECGEstimator(data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"), download=bool(o.get("download", False)),
+                            val_records=o.get("val_records"), epochs=int(o.get("epochs", 12)),
+                            early_stopping_patience=int(o.get("patience", 3)),
+                            data_fraction=float(o.get("data_fraction", 1.0)), batch_size=int(o.get("batch_size", 256)),
+                            lr=float(o.get("lr", 3e-3)), threads=int(o.get("threads", 1)))
+
+    def energy_budget(self, target: HardwareTarget):
+        from nas_ecg.budget import EnergyBudget
+
+        return EnergyBudget.from_target(target, days=self.days, heart_rate_bpm=self.heart_rate)
+
+    def default_objectives(self) -> list[Objective]:
+        return [Objective("val_macro_f1", "max"), Objective("macs", "min")]
+
+    def default_constraints(self, target: HardwareTarget | None) -> list[Constraint]:
+        from nas_ecg.budget import ecg_constraints
+
+        out = [Constraint("fs_hz", "<=", 360.0, why="MIT-BIH is sampled at 360 Hz; upsampling adds no information")]
+        if target is None:
+            out.append(Constraint("fs_hz", ">=", self.min_fs,
+                                  why=f"Nyquist: {self.k:g} x the {self.band} band's upper edge"))
+            return out
+        return out + ecg_constraints(target, self.band, self.k, self.energy_budget(target))
+
+    def static_metrics(self, arch: Architecture, model: Any, target: HardwareTarget | None) -> dict[str, float]:
+        from nas_ecg.budget import ecg_static_metrics
+
+        costs = measure_costs(model, self.input_shape(arch), target).as_metrics()
+        out = {**costs, "fs_hz": scaled(arch)["fs_hz"]}
+        if target is not None:
+            out.update(ecg_static_metrics(costs, target, out["fs_hz"], self.energy_budget(target)))
+        return out
+
+    def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
+        names = super().static_metric_names(target) | {"fs_hz"}
+        if target is not None:
+            names |= set(ECG_METRICS) | {"energy_uj"}
+            if target.max_weights is not None:
+                names.add("weight_memory_fraction")
+        return names
+
+    def describe(self) -> Mapping[str, Any]:
+        return {"task": self.name, "band": self.band, "nyquist_k": self.k, "min_fs_hz": self.min_fs,
+                "battery_days": self.days, "heart_rate_bpm": self.heart_rate, "options": self.options}
