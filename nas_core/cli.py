@@ -132,13 +132,13 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
               f"plot {out / 'pareto.png'}")
     if summary.stopped_early:
         print(f"stopped early: {summary.stopped_early}", file=sys.stderr)
-        return 3
+        return 0 if "wall-time budget" in summary.stopped_early else 3
     return 0
 
 
 _RUN_OPTIONS = {
     "strategy": "strategy", "budget": "budget", "seed": "seed", "target": "target", "executor": "executor",
-    "workers": "workers", "time_limit": "time_limit_s", "name": "name",
+    "workers": "workers", "time_limit": "time_limit_s", "max_time": "max_time_s", "name": "name",
 }
 
 
@@ -209,6 +209,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         ops["executor"] = args.executor
     if args.time_limit is not None:
         ops["time_limit_s"] = args.time_limit
+    if args.max_time is not None:
+        ops["max_time_s"] = args.max_time
     bar = _Bar(args.quiet, args.verbose)
     summary = resume_study(args.dir, budget=args.budget, progress=bar, **ops)
     return _finish(summary, Path(args.dir), args.quiet)
@@ -262,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["inprocess", "process"])
     r.add_argument("--workers", type=int)
     r.add_argument("--time-limit", dest="time_limit", type=float, help="per-trial time limit in seconds")
+    r.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     r.add_argument("--name", help="study name")
     rs = sub.add_parser("resume", parents=[common], help="continue a killed or finished study")
     rs.add_argument("dir")
@@ -269,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--executor", choices=["inprocess", "process"])
     rs.add_argument("--workers", type=int)
     rs.add_argument("--time-limit", dest="time_limit", type=float)
+    rs.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
     rp.add_argument("dir")
     ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX or TorchScript (checked)")

@@ -71,12 +71,14 @@ class StudyConfig:
     executor: str = "inprocess"
     workers: int = 1
     time_limit_s: float | None = None
+    #: wall-time budget of this run in seconds: no new trial starts after it (in-flight ones finish)
+    max_time_s: float | None = None
     name: str = ""
     #: optional space definition narrowing the plugin's space (see :func:`nas_core.space.restrict`)
     restrict: Mapping[str, Any] | None = None
 
     #: fields that may change between a run and its resume without making it another study
-    OPERATIONAL = ("budget", "executor", "workers", "time_limit_s")
+    OPERATIONAL = ("budget", "executor", "workers", "time_limit_s", "max_time_s")
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget <= 0:
@@ -87,6 +89,8 @@ class StudyConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ConfigError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+        if self.max_time_s is not None and self.max_time_s <= 0:
+            raise ConfigError(f"max_time_s must be > 0, got {self.max_time_s}")
         if self.executor not in ("inprocess", "process"):
             raise ConfigError(f"unknown executor '{self.executor}'; use 'inprocess' or 'process'")
         object.__setattr__(self, "objectives", tuple(self.objectives))
@@ -142,7 +146,7 @@ class Study:
                  constraints: Sequence[Constraint] = (), target: HardwareTarget | None = None,
                  executor: Executor | None = None, seed: int = 0, fidelity: Mapping[str, Any] | None = None,
                  time_limit_s: float | None = None, progress: Progress | None = None,
-                 max_idle_proposals: int | None = None):
+                 max_idle_proposals: int | None = None, max_time_s: float | None = None):
         self.task = task
         self.space = task.space
         self.strategy = strategy
@@ -156,6 +160,7 @@ class Study:
         self.time_limit_s = time_limit_s
         self.progress = progress or Progress()
         self.max_idle_proposals = max_idle_proposals
+        self.max_time_s = max_time_s
         validate_metrics(task, target, self.objectives, self.constraints)
 
     # -- the loop ------------------------------------------------------------------------
@@ -191,8 +196,12 @@ class Study:
         idle = 0
         max_idle = self.max_idle_proposals or max(1000, 50 * budget)
         stopped: str | None = None
+        t_start = time.monotonic()
         try:
             while True:
+                if stopped is None and self.max_time_s is not None and time.monotonic() - t_start > self.max_time_s:
+                    stopped = (f"the wall-time budget of {self.max_time_s:g} s was reached after {done} evaluated "
+                               f"trials; 'nas resume' continues the study")
                 while stopped is None and len(pending) < self.executor.capacity and done + len(pending) < budget:
                     arch = self.strategy.ask()
                     errs = self.space.errors(arch)
@@ -348,7 +357,8 @@ def _open_and_run(b: _Built, out_dir: Path, progress: Progress | None, budget: i
         with executor:
             study = Study(task=b.task, strategy=b.strategy, objectives=b.objectives, store=store,
                           constraints=b.constraints, target=b.target, executor=executor, seed=config.seed,
-                          fidelity=config.fidelity, time_limit_s=config.time_limit_s, progress=progress)
+                          fidelity=config.fidelity, time_limit_s=config.time_limit_s, progress=progress,
+                          max_time_s=config.max_time_s)
             return study.optimize(budget or config.budget)
     finally:
         store.close()

@@ -140,3 +140,12 @@ def test_bad_study_input_is_one_line(tmp_path):
     assert not (tmp_path / "x").exists()  # nothing written for a study that was refused
     with pytest.raises(ConfigError, match="unknown metric 'acc'"):
         run_study(cfg(objectives=("acc:max",)), tmp_path / "y", registry=reg())
+
+
+def test_wall_time_budget_stops_new_trials_and_resume_continues(tmp_path):
+    s = run_study(cfg(budget=50, strategy="random", strategy_options={}, task_options={"sleep": 0.05},
+                      max_time_s=0.3), tmp_path, registry=reg())
+    assert s.stopped_early and "wall-time budget" in s.stopped_early
+    assert 1 <= s.complete < 50
+    s2 = resume_study(tmp_path, registry=reg(), max_time_s=None)
+    assert s2.complete == 50 and s2.stopped_early is None
