@@ -66,7 +66,7 @@ class TrainingEstimator(Estimator):
                  batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
                  class_weights: str | None = None, early_stopping_patience: int | None = None,
                  monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None,
-                 class_names: tuple[str, ...] | None = None):
+                 class_names: tuple[str, ...] | None = None, class_weight_cap: float | None = None):
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if not 0.0 < data_fraction <= 1.0:
@@ -85,6 +85,7 @@ class TrainingEstimator(Estimator):
         self.macro_f1_classes = macro_f1_classes
         self.threads = threads
         self.class_names = tuple(class_names) if class_names else None
+        self.class_weight_cap = class_weight_cap
         if self.class_names:
             self.metric_names = type(self).metric_names + tuple(
                 f"val_{c}_{k}" for c in self.class_names for k in ("se", "ppv", "f1", "spec"))
@@ -134,6 +135,8 @@ class TrainingEstimator(Estimator):
         if self.class_weights == "balanced":
             counts = np.bincount(train_ds.tensors[-1].numpy(), minlength=data.n_classes).astype(float)
             w = np.where(counts > 0, counts.sum() / (data.n_classes * np.maximum(counts, 1)), 0.0)
+            if self.class_weight_cap:
+                w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
             weight = torch.as_tensor(w, dtype=torch.float32)
 
         pl.seed_everything(ctx.seed, workers=True, verbose=False)

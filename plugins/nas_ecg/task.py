@@ -43,7 +43,9 @@ class ECGEstimator(TrainingEstimator):
     """Lightning training on the DS1 training records at the candidate's own sampling rate."""
 
     def __init__(self, *, data_dir=None, cache_dir=None, download=False, val_records=None, **kwargs: Any):
-        super().__init__(lambda: None, class_weights="balanced", macro_f1_classes=F1_CLASSES,
+        # balanced weights, capped at 50x the weight of N: Q has 8 training beats, and an
+        # uncapped weight (~950) lets those few beats dominate the loss
+        super().__init__(lambda: None, class_weights="balanced", class_weight_cap=50.0, macro_f1_classes=F1_CLASSES,
                          class_names=CLASSES, **kwargs)
         self.data_dir, self.cache_dir, self.download, self.val_records = data_dir, cache_dir, download, val_records
         self._by_fs: dict[float, ClassificationData] = {}
@@ -54,7 +56,11 @@ class ECGEstimator(TrainingEstimator):
         return state
 
     def dataset(self, ctx: EvalContext) -> ClassificationData:
-        fs = scaled(ctx.arch)["fs_hz"]
+        # a hand-built model (e.g. the reference CNN) names its rate as {"fs_hz": ...}
+        fs = float(ctx.arch["fs_hz"]) if "fs_hz" in ctx.arch else scaled(ctx.arch)["fs_hz"]
+        return self.dataset_at(fs)
+
+    def dataset_at(self, fs: float) -> ClassificationData:
         if fs not in self._by_fs:
             self._by_fs.clear()  # one rate in memory at a time
             self._by_fs[fs] = search_data(fs, data_dir=self.data_dir, cache_dir=self.cache_dir,
