@@ -334,6 +334,7 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
     except TypeError as exc:
         raise ConfigError(f"strategy '{config.strategy}': bad option ({exc})") from None
     validate_metrics(task, target, objectives, constraints)
+    task.prepare()
     return _Built(config, space_key, task, target, target_key, strategy, objectives, constraints)
 
 

@@ -53,6 +53,13 @@ class Task(ABC):
                 names.add("energy_uj")
         return names
 
+    def prepare(self) -> None:
+        """Check (or fetch) what training needs before a study starts; raise ConfigError if it is missing.
+
+        Called once by the study before anything is written; not by the conformance
+        kit, so plugins can be checked on machines without their data.
+        """
+
     def rejections(self, arch: Architecture, static: Mapping[str, float]) -> list[str]:
         """Domain reasons to reject a candidate before training (each one clear sentence).
 

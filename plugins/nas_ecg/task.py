@@ -88,6 +88,12 @@ class ECGTask(Task):
             raise ConfigError(f"battery_days must be > 0, got {self.days}")
         self.heart_rate = float(options.get("heart_rate_bpm", 80.0))
 
+    def prepare(self) -> None:
+        """Fail fast on a wrong data directory (or download MIT-BIH when asked) before a study starts."""
+        from nas_ecg.data import _loader
+
+        _loader(self.options.get("data_dir"), self.options.get("cache_dir"), bool(self.options.get("download", False)))
+
     def input_shape(self, arch: Architecture) -> tuple:
         return ((IN_CHANNELS, scaled(arch)["length"]), (N_RR,))
 

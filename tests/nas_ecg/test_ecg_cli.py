@@ -1,0 +1,31 @@
+"""ECG bad input through the command line: one clear line, exit status 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def nas(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "nas_core.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--data-dir", "/nonexistent/mitdb"], {}, "MIT-BIH records not found in /nonexistent/mitdb"),
+    (["--band", "diagnostic"], {}, "needs fs_hz >= 375"),
+    (["--band", "ultrasonic"], {}, "ultrasonic"),
+    (["--nyquist-k", "1.5"], {}, "1.5"),
+    (["--battery-days", "-1"], {}, "battery_days must be > 0"),
+    ([], {"MITDB_DIR": ""}, "set MITDB_DIR or --data-dir"),
+])
+def test_bad_ecg_input(args, env, needle, tmp_path):
+    out = tmp_path / "o"
+    r = nas("run", "ecg/compound-cnn", "--target", "nrf52840", *args, "--out", str(out), env=env)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert needle in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
