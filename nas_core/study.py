@@ -43,7 +43,7 @@ from nas_core.plugins import Registry
 from nas_core.space import Architecture, restrict
 from nas_core.store import Store, TrialRecord, TrialState
 from nas_core.strategies import CORE_STRATEGIES
-from nas_core.strategies.base import Objective, Strategy, TrialResult
+from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
 
 STORE_NAME = "study.db"
 
@@ -174,11 +174,11 @@ class Study:
         return None if best is None else f"{obj.name}={best:.4g}"
 
     def _result_of(self, record: TrialRecord) -> TrialResult:
-        return TrialResult(record.state, record.all_metrics(), record.number)
+        return TrialResult(record.state, record.all_metrics(), record.number, dict(record.fidelity))
 
-    def _submit(self, number: int, arch: Architecture) -> None:
+    def _submit(self, number: int, arch: Architecture, fidelity: Mapping[str, Any]) -> None:
         artifacts = self.store.path.parent / "trials" / f"{number:05d}"
-        self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), self.fidelity,
+        self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
                                  self.time_limit_s, str(artifacts)))
 
     def optimize(self, budget: int) -> StudySummary:
@@ -187,10 +187,10 @@ class Study:
         state = self.store.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
-        pending: dict[int, Architecture] = {}
+        pending: dict[int, tuple[Architecture, dict[str, Any]]] = {}
         for t in self.store.trials([TrialState.RUNNING]):  # in flight when the driver died: run again
-            pending[t.number] = t.arch
-            self._submit(t.number, t.arch)
+            pending[t.number] = (t.arch, dict(t.fidelity))
+            self._submit(t.number, t.arch, t.fidelity)
         done = self.store.count(TrialState.COMPLETE, TrialState.FAILED)
         self.progress.start(budget, done)
         idle = 0
@@ -203,23 +203,30 @@ class Study:
                     stopped = (f"the wall-time budget of {self.max_time_s:g} s was reached after {done} evaluated "
                                f"trials; 'nas resume' continues the study")
                 while stopped is None and len(pending) < self.executor.capacity and done + len(pending) < budget:
-                    arch = self.strategy.ask()
+                    proposal = self.strategy.ask()
+                    if isinstance(proposal, Proposal):
+                        arch, fidelity = proposal.arch, {**self.fidelity, **dict(proposal.fidelity)}
+                    else:
+                        arch, fidelity = proposal, dict(self.fidelity)
                     errs = self.space.errors(arch)
                     if errs:
                         raise RuntimeError(f"strategy '{self.strategy.name}' proposed an architecture outside the "
                                            f"space: {errs[0]}")
-                    if arch in pending.values():
+                    if (arch, fidelity) in pending.values():
                         idle += 1
                     else:
-                        prior = [t for t in self.store.find(arch.hash) if t.state != TrialState.RUNNING]
+                        # the same architecture at the same fidelity is never evaluated twice; a rejection
+                        # (on figures known before training) holds at every fidelity
+                        prior = [t for t in self.store.find(arch.hash) if t.state == TrialState.REJECTED
+                                 or (t.state != TrialState.RUNNING and dict(t.fidelity) == fidelity)]
                         if prior:
                             idle += 1
                             self.strategy.tell(arch, self._result_of(prior[-1]))
                             self.store.save_strategy_state(self.strategy.state_dict())
                         else:
-                            number, evaluated = self._start(arch)
+                            number, evaluated = self._start(arch, fidelity)
                             if number is not None:
-                                pending[number] = arch
+                                pending[number] = (arch, fidelity)
                                 idle = 0
                             elif evaluated:
                                 done += 1
@@ -239,7 +246,7 @@ class Study:
         return StudySummary(self.store.path, self.store.count(TrialState.COMPLETE), self.store.count(TrialState.FAILED),
                             self.store.count(TrialState.REJECTED), budget, stopped)
 
-    def _start(self, arch: Architecture) -> tuple[int | None, bool]:
+    def _start(self, arch: Architecture, fidelity: Mapping[str, Any]) -> tuple[int | None, bool]:
         """Check a new proposal; returns (number of a submitted trial, whether it consumed budget)."""
         number_hint = self.store.count() + 1
         try:
@@ -247,29 +254,30 @@ class Study:
             static = {k: float(v) for k, v in self.task.static_metrics(arch, model, self.target).items()}
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is a failed trial
             error = f"building the candidate failed: {type(exc).__name__}: {exc}"
-            self.strategy.tell(arch, TrialResult(TrialState.FAILED, {}, number_hint))
+            self.strategy.tell(arch, TrialResult(TrialState.FAILED, {}, number_hint, dict(fidelity)))
             number = self.store.add_trial(arch, state=TrialState.FAILED, seed=trial_seed(self.seed, number_hint),
-                                          fidelity=self.fidelity, error=error, strategy_state=self.strategy.state_dict())
+                                          fidelity=fidelity, error=error, strategy_state=self.strategy.state_dict())
             self.progress.trial(self.store.trial(number), self._best_text())
             return None, True
         reasons = [r for r in (c.violation(static) for c in self.constraints) if r]
         reasons += list(self.task.rejections(arch, static))
         if reasons:
-            self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint))
+            self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint, dict(fidelity)))
             self.store.add_trial(arch, state=TrialState.REJECTED, seed=trial_seed(self.seed, number_hint),
-                                 fidelity=self.fidelity, costs=static, reason="; ".join(reasons),
+                                 fidelity=fidelity, costs=static, reason="; ".join(reasons),
                                  strategy_state=self.strategy.state_dict())
             return None, False
         number = self.store.add_trial(arch, state=TrialState.RUNNING, seed=trial_seed(self.seed, number_hint),
-                                      fidelity=self.fidelity, costs=static, strategy_state=self.strategy.state_dict())
+                                      fidelity=fidelity, costs=static, strategy_state=self.strategy.state_dict())
         assert number == number_hint
-        self._submit(number, arch)
+        self._submit(number, arch, fidelity)
         return number, False
 
-    def _finish(self, res: JobResult, arch: Architecture) -> None:
+    def _finish(self, res: JobResult, proposal: tuple[Architecture, dict[str, Any]]) -> None:
+        arch, fidelity = proposal
         state = TrialState.COMPLETE if res.ok else TrialState.FAILED
         record = self.store.trial(res.number)
-        self.strategy.tell(arch, TrialResult(state, {**record.costs, **res.metrics}, res.number))
+        self.strategy.tell(arch, TrialResult(state, {**record.costs, **res.metrics}, res.number, fidelity))
         self.store.finish_trial(res.number, state=state, metrics=res.metrics, error=res.error,
                                 duration_s=res.duration_s, strategy_state=self.strategy.state_dict())
         self.progress.trial(self.store.trial(res.number), self._best_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nas_core.strategies.base import Objective, Strategy, TrialResult
+from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
 from nas_core.strategies.evolution import RegularizedEvolution
 from nas_core.strategies.nsga2 import NSGA2
 from nas_core.strategies.random_search import RandomSearch
@@ -14,4 +14,4 @@ CORE_STRATEGIES: dict[str, type[Strategy]] = {
     NSGA2.name: NSGA2,
 }
 
-__all__ = ["CORE_STRATEGIES", "NSGA2", "Objective", "RandomSearch", "RegularizedEvolution", "Strategy", "TrialResult"]
+__all__ = ["CORE_STRATEGIES", "NSGA2", "Objective", "Proposal", "RandomSearch", "RegularizedEvolution", "Strategy", "TrialResult"]

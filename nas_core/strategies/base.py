@@ -66,12 +66,24 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """An architecture to evaluate at a given fidelity (multi-fidelity strategies return these from ``ask``).
+
+    The fidelity is merged over the study's own, e.g. ``Proposal(arch, {"epochs": 2})``.
+    """
+
+    arch: Architecture
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrialResult:
     """What a strategy is told about one proposal."""
 
     state: TrialState
     metrics: Mapping[str, float] = field(default_factory=dict)
     number: int | None = None
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -106,8 +118,8 @@ class Strategy(ABC):
         self.rng = np.random.default_rng(self.seed)
 
     @abstractmethod
-    def ask(self) -> Architecture:
-        """Propose the next architecture to evaluate."""
+    def ask(self) -> Architecture | Proposal:
+        """Propose the next architecture to evaluate (optionally at a fidelity, as a :class:`Proposal`)."""
 
     @abstractmethod
     def tell(self, arch: Architecture, result: TrialResult) -> None:

@@ -149,3 +149,36 @@ def test_wall_time_budget_stops_new_trials_and_resume_continues(tmp_path):
     assert 1 <= s.complete < 50
     s2 = resume_study(tmp_path, registry=reg(), max_time_s=None)
     assert s2.complete == 50 and s2.stopped_early is None
+
+
+def test_multi_fidelity_proposals_are_stored_and_deduplicated_per_fidelity(tmp_path):
+    from nas_core.strategies.base import Proposal, Strategy
+
+    class TwoRungs(Strategy):
+        name = "two-rungs"
+
+        def __init__(self, space, objectives, *, seed=0):
+            super().__init__(space, objectives, seed=seed)
+            self.queue = []
+            self.told = []
+
+        def ask(self):
+            if not self.queue:
+                a = self.space.sample(self.rng)
+                self.queue = [Proposal(a, {"rung": 1}), Proposal(a, {"rung": 2}), Proposal(a, {"rung": 1})]
+            return self.queue.pop(0)
+
+        def tell(self, arch, result):
+            self.told.append((arch.hash, dict(result.fidelity)))
+
+    from nas_core.plugins import Plugin
+
+    p = Plugin(name="toy", spaces=toy.toy_plugin().spaces, strategies={"two-rungs": TwoRungs})
+    s = run_study(cfg(strategy="toy/two-rungs", strategy_options={}, budget=6), tmp_path,
+                  registry=Registry([p], discover=False))
+    assert s.complete == 6
+    with Store.open(tmp_path / "study.db") as st:
+        trials = st.trials([TrialState.COMPLETE])
+    keys = [(t.arch.hash, t.fidelity["rung"]) for t in trials]
+    assert len(set(keys)) == 6  # the repeated rung-1 proposal was answered from the store, not re-run
+    assert {t.fidelity["rung"] for t in trials} == {1, 2}
