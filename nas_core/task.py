@@ -60,6 +60,10 @@ class Task(ABC):
         kit, so plugins can be checked on machines without their data.
         """
 
+    def data_checksums(self) -> dict[str, str]:
+        """Checksums of the data a study trains on (name -> hex digest), for provenance records."""
+        return {}
+
     def rejections(self, arch: Architecture, static: Mapping[str, float]) -> list[str]:
         """Domain reasons to reject a candidate before training (each one clear sentence).
 

@@ -775,6 +775,10 @@ class MitBih:
             sample=arrays["sample"],
         )
 
+    def checksums(self, records: Iterable[RecordName] | RecordName) -> dict[str, str]:
+        """SHA-256 of each record's ``.hea``/``.dat``/``.atr`` files taken together (for provenance records)."""
+        return {name: self._fingerprint(self._data_dir / name) for name in _normalise_records(records)}
+
     def _fingerprint(self, stem: Path) -> str:
         """SHA-256 of a record's three files, so edited or replaced files miss the cache."""
         h = hashlib.sha256()

@@ -94,6 +94,15 @@ class ECGTask(Task):
 
         _loader(self.options.get("data_dir"), self.options.get("cache_dir"), bool(self.options.get("download", False)))
 
+    def data_checksums(self) -> dict[str, str]:
+        """SHA-256 per DS1 record (the only records a search reads), prefixed ``mitdb/``."""
+        from nas_data.mitdb import DS1
+
+        from nas_ecg.data import _loader
+
+        mit = _loader(self.options.get("data_dir"), self.options.get("cache_dir"))
+        return {f"mitdb/{k}": v for k, v in mit.checksums(DS1).items()}
+
     def input_shape(self, arch: Architecture) -> tuple:
         return ((IN_CHANNELS, scaled(arch)["length"]), (N_RR,))
 

@@ -126,3 +126,26 @@ def test_a_real_search_on_ds1_trains_scores_and_exports(tmp_path):
     assert res.path.is_file() and res.max_abs_diff < 1e-4
     # the search never opened DS2
     assert not (tmp_path / "cache" / "mitdb" / "ds2_access.log").exists()
+
+
+@needs_data
+def test_data_checksums_cover_ds1_and_change_with_the_files(tmp_path):
+    import shutil
+
+    from nas_data.mitdb import DS1
+    from nas_ecg.task import ECGTask
+
+    sums = ECGTask(CompoundECGSpace(), data_dir=str(MITDB)).data_checksums()
+    assert sorted(sums) == sorted(f"mitdb/{r}" for r in DS1) and all(len(v) == 64 for v in sums.values())
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(MITDB / f"101.{ext}", tmp_path / f"101.{ext}")
+    from nas_data.mitdb import MitBih
+
+    mit = MitBih(tmp_path, cache_dir=tmp_path / "c")
+    assert mit.checksums(["101"])["101"] == sums["mitdb/101"]
+    with open(tmp_path / "101.atr", "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 1]))
+    assert MitBih(tmp_path, cache_dir=tmp_path / "c").checksums(["101"])["101"] != sums["mitdb/101"]
