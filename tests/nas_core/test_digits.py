@@ -60,3 +60,31 @@ def test_kept_weights_are_the_best_epoch_and_reproduce_the_reported_metric(tmp_p
         pred = fresh(torch.as_tensor(d.x_val)).argmax(1).numpy()
     assert np.mean(pred == d.y_val) == pytest.approx(m["val_accuracy"])
     assert 0 <= m["best_epoch"] <= 2
+
+
+def test_lightning_estimator_fails_nan_loss_and_overrun_deadline():
+    import time
+
+    import torch
+
+    from nas_core.errors import TrialFailed, TrialTimeout
+    from nas_core.estimators.base import EvalContext
+    from nas_core.examples.digits import DigitsCNNSpace, DigitsTask
+    from nas_core.space import Architecture
+
+    class NaNNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.lin(x.flatten(1)) * float("nan")
+
+    arch = Architecture({"stages": [{"channels": 8, "kernel": 3, "block": "plain", "pool": True}], "head": "avg",
+                         "hidden": 0, "activation": "relu"})
+    est = DigitsTask(DigitsCNNSpace(), epochs=2).estimator()
+    with pytest.raises(TrialFailed, match="non-finite training loss"):
+        est.evaluate(EvalContext(arch, NaNNet(), 0, {}))
+    model = DigitsCNNSpace().build(arch)
+    with pytest.raises(TrialTimeout, match="time limit"):
+        est.evaluate(EvalContext(arch, model, 0, {}, deadline=time.monotonic() - 1.0))
