@@ -47,9 +47,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
+#: the commit this process started from: the code that ran, even if commits land while it runs
+STARTED_AT_COMMIT = git_commit()
+
+
 def write(name: str, rows: Sequence[Mapping[str, Any]], markdown: str, **extra: Any) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit(),
+    doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": STARTED_AT_COMMIT,
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "rows": [dict(r) for r in rows], **extra}
     path = RESULTS / f"{name}.json"
