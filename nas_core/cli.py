@@ -1,8 +1,10 @@
 """Command line: ``nas plugins | run | resume | report | export``.
 
-Errors caused by the input print one line (``error: ...``) and exit with status 2;
-``--verbose`` adds the traceback. Options override the values of a YAML config
-file given with ``--config`` (read with a safe loader).
+Errors caused by the input print one line (``error: ...``) naming the offending
+option and value, and exit with status 2; ``--verbose`` adds the traceback.
+Options override the values of a YAML config file given with ``--config`` (read
+with a safe loader; option values given as ``key=value`` are parsed as YAML
+scalars with the same safe loader).
 """
 
 from __future__ import annotations
@@ -24,32 +26,53 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def _kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+def _value(text: str, what: str) -> Any:
+    """An option value as a YAML scalar (``3`` -> 3, ``true`` -> True, ``[1, 2]`` -> list), safely."""
     import yaml
 
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = (str(exc).strip().splitlines() or ["parse error"])[0]
+        raise ConfigError(f"{what}: value {text!r} is not valid YAML ({first})") from None
+
+
+def _kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"{what} {item!r} must look like key=value")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        if not k.strip():
+            raise ConfigError(f"{what} {item!r} has an empty key; it must look like key=value")
+        out[k.strip()] = _value(v, f"{what} {k.strip()}")
     return out
 
 
-def _read_yaml(path: str) -> dict[str, Any]:
+def _read_text(p: Path, what: str) -> str:
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_yaml(path: str, what: str = "config file") -> dict[str, Any]:
     import yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
+    text = _read_text(p, what)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of options, got {type(data).__name__}")
+        raise ConfigError(f"{what} {p} must hold a mapping of options, got {type(data).__name__}")
     return data
 
 
@@ -58,14 +81,13 @@ def _read_definition(path: str) -> dict[str, Any]:
 
     p = Path(path)
     if p.suffix == ".json":
-        if not p.is_file():
-            raise ConfigError(f"space file {p} does not exist")
+        text = _read_text(p, "space file")
         try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ConfigError(f"space file {p} is not valid JSON: {exc}") from None
     else:
-        data = _read_yaml(path)
+        data = _read_yaml(path, "space file")
     if not isinstance(data, dict):
         raise ConfigError(f"space file {p} must hold a space definition object")
     return data
@@ -85,6 +107,11 @@ class _Bar:
 
         self.bar = tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
                         desc="search", mininterval=0.5)
+
+    def retry(self, number: int, attempt: int, error: str) -> None:
+        if self.verbose:
+            first = (error.splitlines() or [""])[0]
+            print(f"trial {number} attempt {attempt} failed, running it again: {first}", file=sys.stderr)
 
     def trial(self, record: Any, best: str | None) -> None:
         if self.bar is not None:
@@ -129,7 +156,7 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
     if not quiet:
         print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
               f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
-              f"plot {out / 'pareto.png'}")
+              f"plot {out / 'pareto.png'}, model card {out / 'model_card.md'}")
     if summary.stopped_early:
         print(f"stopped early: {summary.stopped_early}", file=sys.stderr)
         return 0 if "wall-time budget" in summary.stopped_early else 3
@@ -139,13 +166,16 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
 _RUN_OPTIONS = {
     "strategy": "strategy", "budget": "budget", "seed": "seed", "target": "target", "executor": "executor",
     "workers": "workers", "time_limit": "time_limit_s", "max_time": "max_time_s", "name": "name",
+    "address": "ray_address", "max_retries": "max_retries", "retry_on": "retry_on",
 }
+
+
+def _retry_on(text: str) -> list[str]:
+    return [k.strip() for k in text.split(",") if k.strip()]
 
 
 def _task_flags(extra: Sequence[str]) -> dict[str, Any]:
     """``--battery-days 7 --band monitoring`` -> task options ``battery_days=7, band='monitoring'``."""
-    import yaml
-
     out: dict[str, Any] = {}
     i = 0
     while i < len(extra):
@@ -161,7 +191,7 @@ def _task_flags(extra: Sequence[str]) -> dict[str, Any]:
             i += 2
         else:
             raise ConfigError(f"nas run: option {flag} needs a value")
-        out[key.replace("-", "_")] = yaml.safe_load(value)
+        out[key.replace("-", "_")] = _value(value, f"nas run: option {flag}")
     return out
 
 
@@ -171,12 +201,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg: dict[str, Any] = _read_yaml(args.config) if args.config else {}
     out = args.out or cfg.pop("out", None)
     cfg.pop("out", None)
+    if out is not None and (not isinstance(out, str) or not out.strip() or "\x00" in out):
+        raise ConfigError(f"out must be a directory path, got {out!r}")
     if args.space:
         cfg["space"] = args.space
     for opt, key in _RUN_OPTIONS.items():
         v = getattr(args, opt)
         if v is not None:
-            cfg[key] = v
+            cfg[key] = _retry_on(v) if opt == "retry_on" else v
     if args.objective:
         cfg["objectives"] = list(args.objective)
     if args.constraint:
@@ -211,6 +243,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         ops["time_limit_s"] = args.time_limit
     if args.max_time is not None:
         ops["max_time_s"] = args.max_time
+    if args.address is not None:
+        ops["ray_address"] = args.address
+    if args.max_retries is not None:
+        ops["max_retries"] = args.max_retries
+    if args.retry_on is not None:
+        ops["retry_on"] = _retry_on(args.retry_on)
     bar = _Bar(args.quiet, args.verbose)
     summary = resume_study(args.dir, budget=args.budget, progress=bar, **ops)
     return _finish(summary, Path(args.dir), args.quiet)
@@ -223,18 +261,32 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary = make_report(out)
     if not args.quiet:
         print((out / "report.md").read_text())
-        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'pareto.png'}; "
-              f"{len(summary['pareto'])} Pareto models")
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'pareto.png'}, "
+              f"{out / 'model_card.md'}, {out / 'model_card.html'}; {len(summary['pareto'])} Pareto models")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from nas_core.export import export_trial
 
-    res = export_trial(args.dir, args.trial, args.format)
+    res = export_trial(args.dir, args.trial, args.format, quantize=args.quantize)
     if not args.quiet:
         print(f"wrote {res.path} ({res.fmt}); max |difference| to PyTorch on {res.n_checked} random inputs: "
-              f"{res.max_abs_diff:.2e}")
+              f"{res.max_abs_diff:.2e}; provenance {res.sidecar}")
+        if res.accuracy is not None:
+            print(f"accuracy on the task's validation data: PyTorch {res.accuracy['pytorch']:.4f}, "
+                  f"exported {res.accuracy['exported']:.4f}")
+        elif res.quantization is None:
+            print("accuracy of the exported model: not measured (the task offers no validation data)")
+        q = res.quantization
+        if q is not None:
+            print(f"wrote {q['path']} (int8, {q['method']} quantization; {q['size_bytes']} bytes vs "
+                  f"{q['fp32_size_bytes']} fp32); max |difference| to PyTorch: {q['max_abs_diff']:.3g}")
+            if q.get("accuracy_change") is not None:
+                print(f"int8 accuracy {q['accuracy_int8']:.4f} vs fp32 {q['accuracy_fp32']:.4f}: change "
+                      f"{q['accuracy_change']:+.4f} on {q['n_validation']} validation samples")
+            else:
+                print(f"int8 accuracy change: not measured ({q['accuracy_note']})")
     return 0
 
 
@@ -261,16 +313,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--option", action="append", help="task option key=value, e.g. epochs=5 (repeatable)")
     r.add_argument("--strategy-option", action="append", help="strategy option key=value (repeatable)")
     r.add_argument("--fidelity", action="append", help="fidelity key=value, e.g. epochs=2 (repeatable)")
-    r.add_argument("--executor", choices=["inprocess", "process"])
-    r.add_argument("--workers", type=int)
+    r.add_argument("--executor", choices=["inprocess", "process", "ray"],
+                   help="inprocess (default) | process (worker processes) | ray (Ray actors)")
+    r.add_argument("--workers", type=int, help="parallel workers (process/ray executors)")
+    r.add_argument("--address", help="existing Ray cluster (auto, HOST:6379 or ray://HOST:10001); default: local Ray")
+    r.add_argument("--max-retries", dest="max_retries", type=int,
+                   help="re-runs of a trial whose worker died or timed out (default 1)")
+    r.add_argument("--retry-on", dest="retry_on", help="failure kinds retried, comma-separated: died,timeout,error")
     r.add_argument("--time-limit", dest="time_limit", type=float, help="per-trial time limit in seconds")
     r.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     r.add_argument("--name", help="study name")
     rs = sub.add_parser("resume", parents=[common], help="continue a killed or finished study")
     rs.add_argument("dir")
     rs.add_argument("--budget", type=int, help="new total budget (default: the original)")
-    rs.add_argument("--executor", choices=["inprocess", "process"])
+    rs.add_argument("--executor", choices=["inprocess", "process", "ray"])
     rs.add_argument("--workers", type=int)
+    rs.add_argument("--address", help="existing Ray cluster (with --executor ray)")
+    rs.add_argument("--max-retries", dest="max_retries", type=int)
+    rs.add_argument("--retry-on", dest="retry_on")
     rs.add_argument("--time-limit", dest="time_limit", type=float)
     rs.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
@@ -279,6 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("dir")
     ex.add_argument("--trial", type=int, required=True)
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--quantize", choices=["int8"], help="also write an int8 post-training-quantized ONNX model and "
+                    "measure its accuracy change on the task's validation data")
     return p
 
 

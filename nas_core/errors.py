@@ -10,7 +10,21 @@ from __future__ import annotations
 
 
 class NasError(Exception):
-    """An error caused by the user's input, reported as one clear line."""
+    """An error caused by the user's input, reported as one clear line.
+
+    Line breaks in the message (for instance inside a value the user typed) are
+    escaped, so the message stays one line whatever it quotes.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if len(text.splitlines()) > 1 or text != text.rstrip("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"):
+            text = text.translate(_LINE_BREAKS)
+        super().__init__(text, *args)
+
+
+#: every character ``str.splitlines`` breaks on, written as its escape
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class ConfigError(NasError, ValueError):

@@ -11,7 +11,15 @@ study's driver writes the store, so workers never contend for it.
   (segfault, ``os._exit``, out-of-memory kill) turns its job into a failed result
   naming the exit code or signal, and a fresh worker takes its place. A job that
   overruns its time limit (plus a grace period for the cooperative check) has its
-  worker killed and fails with the cause.
+  worker killed and fails with the cause. Workers exit on their own when the
+  driver dies (even by ``SIGKILL``), so a resumed study never races an orphan.
+* :class:`~nas_core.ray_executor.RayExecutor` (``make_executor("ray", ...)``) does
+  the same with Ray actors, on a local Ray or an existing cluster.
+
+Every failed :class:`JobResult` carries a ``kind``: ``"error"`` (the candidate
+raised, or its loss was NaN), ``"timeout"`` (per-trial limit) or ``"died"`` (its
+worker process died). The study retries ``died`` and ``timeout`` failures
+according to its retry policy; the others are final.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Mapping
 
-from nas_core.errors import ConfigError, TrialFailed
+from nas_core.errors import ConfigError, TrialFailed, TrialTimeout
 from nas_core.estimators.base import EvalContext
 from nas_core.space import Architecture
 
@@ -42,6 +50,10 @@ class Job:
     artifact_dir: str | None = None
 
 
+#: kinds of failure a :class:`JobResult` reports
+FAILURE_KINDS = ("error", "timeout", "died")
+
+
 @dataclass(frozen=True)
 class JobResult:
     number: int
@@ -49,6 +61,12 @@ class JobResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     duration_s: float = 0.0
+    #: "ok", or why it failed: "error" (raised / NaN), "timeout" or "died" (worker process died)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", "ok" if self.ok else "error")
 
 
 class Evaluator:
@@ -87,7 +105,8 @@ class Evaluator:
             text = f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TrialFailed):
                 text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-            return JobResult(job.number, False, {}, text.strip(), time.monotonic() - t0)
+            kind = "timeout" if isinstance(exc, TrialTimeout) else "error"
+            return JobResult(job.number, False, {}, text.strip(), time.monotonic() - t0, kind)
 
 
 class Executor(ABC):
@@ -142,11 +161,27 @@ class InProcessExecutor(Executor):
         return [self.evaluator(job) for job in jobs]
 
 
-def _worker_main(conn: Connection, evaluator: Evaluator, threads: int) -> None:
+def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
+    """Exit this worker as soon as the driver is gone (a killed driver must leave no orphan training)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="nas-parent-watchdog", daemon=True).start()
+
+
+def _worker_main(conn: Connection, evaluator: Evaluator, threads: int, parent_pid: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    conn.send("ready")  # start-up (imports, unpickling the task) does not count against any trial's time limit
     while True:
         try:
             job = conn.recv()
@@ -163,6 +198,7 @@ class _Worker:
     conn: Connection
     job: Job | None = None
     started: float = 0.0
+    ready: bool = False
 
 
 class ProcessExecutor(Executor):
@@ -180,10 +216,15 @@ class ProcessExecutor(Executor):
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self._queue: list[Job] = []
+        self._start_failures = 0
+
+    #: consecutive worker start-up failures after which the executor gives up
+    max_start_failures = 3
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        p = self._ctx.Process(target=_worker_main, args=(child, self.evaluator, self.threads), daemon=True)
+        p = self._ctx.Process(target=_worker_main, args=(child, self.evaluator, self.threads, os.getpid()),
+                              daemon=True)
         p.start()
         child.close()
         return _Worker(p, parent)
@@ -206,7 +247,7 @@ class ProcessExecutor(Executor):
     def _dispatch(self) -> None:
         self._ensure_workers()
         for w in self._workers:
-            if w.job is None and self._queue:
+            if w.ready and w.job is None and self._queue:
                 w.job = self._queue.pop(0)
                 w.started = time.monotonic()
                 try:
@@ -236,19 +277,43 @@ class ProcessExecutor(Executor):
             return f"worker process died from {name}{hint}"
         return f"worker process exited with code {exitcode}"
 
+    def _check_starting(self, w: _Worker, ready: list) -> None:
+        if w.conn in ready:
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                msg = None
+            if msg == "ready":
+                w.ready = True
+                self._start_failures = 0
+                return
+        if w.process.sentinel in ready or not w.process.is_alive():
+            w.process.join(timeout=1)
+            cause = self._death_cause(w.process.exitcode)
+            self._start_failures += 1
+            if self._start_failures >= self.max_start_failures:
+                self.shutdown()
+                raise ConfigError(f"worker processes die while starting ({cause}); check that the task and its "
+                                  "plugin can be imported in a fresh Python process")
+            self._replace(w)
+
     def wait(self) -> list[JobResult]:
         self._dispatch()
-        busy = [w for w in self._workers if w.job is not None]
-        if not busy:
+        if not self._queue and not any(w.job is not None for w in self._workers):
             return []
         results: list[JobResult] = []
         while not results:
             now = time.monotonic()
+            busy = [w for w in self._workers if w.job is not None]
+            starting = [w for w in self._workers if not w.ready] if self._queue else []
             timeouts = [w.started + w.job.time_limit_s + self.grace_s - now for w in busy if w.job.time_limit_s]
             timeout = max(0.0, min(timeouts)) if timeouts else None
-            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
+            watch = busy + starting
+            ready = wait([w.conn for w in watch] + [w.process.sentinel for w in watch], timeout=timeout)
             now = time.monotonic()
-            for w in list(busy):
+            for w in starting:
+                self._check_starting(w, ready)
+            for w in busy:
                 job = w.job
                 assert job is not None
                 if w.conn in ready:
@@ -263,17 +328,16 @@ class ProcessExecutor(Executor):
                 if w.process.sentinel in ready or not w.process.is_alive():
                     w.process.join(timeout=1)
                     results.append(JobResult(job.number, False, {}, self._death_cause(w.process.exitcode),
-                                             now - w.started))
+                                             now - w.started, "died"))
                     w.job = None
                     self._replace(w)
                 elif job.time_limit_s and now > w.started + job.time_limit_s + self.grace_s:
                     results.append(JobResult(job.number, False, {},
                                              f"TrialTimeout: per-trial time limit of {job.time_limit_s:g} s exceeded; "
-                                             "worker killed", now - w.started))
+                                             "worker killed", now - w.started, "timeout"))
                     w.job = None
                     self._replace(w)
-            busy = [w for w in self._workers if w.job is not None]
-        self._dispatch()
+            self._dispatch()
         return results
 
     def shutdown(self) -> None:
@@ -291,9 +355,20 @@ class ProcessExecutor(Executor):
         self._workers = []
 
 
-def make_executor(name: str, evaluator: Evaluator, workers: int = 1) -> Executor:
+EXECUTORS = ("inprocess", "process", "ray")
+
+
+def make_executor(name: str, evaluator: Evaluator, workers: int = 1, *, address: str | None = None) -> Executor:
+    """``inprocess``, ``process`` (``workers`` processes) or ``ray`` (``workers`` Ray actors; ``address`` of an
+    existing cluster, else a local Ray is started on demand)."""
+    if address is not None and name != "ray":
+        raise ConfigError(f"a Ray address ({address!r}) needs the ray executor (--executor ray), not '{name}'")
     if name == "inprocess":
         return InProcessExecutor(evaluator)
     if name == "process":
         return ProcessExecutor(evaluator, workers)
-    raise ConfigError(f"unknown executor '{name}'; use 'inprocess' or 'process'")
+    if name == "ray":
+        from nas_core.ray_executor import RayExecutor
+
+        return RayExecutor(evaluator, workers, address=address)
+    raise ConfigError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

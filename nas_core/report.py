@@ -1,9 +1,12 @@
-"""Reports of a study: Pareto table (Markdown), plot (PNG) and a JSON summary.
+"""Reports of a study: Pareto table (Markdown), plot (PNG), JSON summary and model card.
 
 ``make_report(dir)`` reads ``dir/study.db`` and writes, next to it,
-``report.json``, ``report.md`` and ``pareto.png``. A plugin may add a section
-(for instance the ECG plugin's clinical table) through its
-``Plugin.report_section(store, pareto_records) -> str``.
+``report.json``, ``report.md``, ``pareto.png`` and the model card
+(``model_card.md`` and ``model_card.html``, see :mod:`nas_core.modelcard`). A
+plugin may add a section (for instance the ECG plugin's clinical table) through
+its ``Plugin.report_section(store, pareto_records) -> str``; it appears in the
+report and in the model card. Every file is written inside the study directory
+(:func:`nas_core.safety.confined`).
 """
 
 from __future__ import annotations
@@ -116,14 +119,25 @@ def _report(store: Store, out: Path, plot: bool) -> dict[str, Any]:
     if summary["failed"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- trial {f['trial']}: {f['error']}" for f in summary["failed"]]
+    from nas_core.modelcard import write_model_card
+    from nas_core.safety import confined
+
+    sections: list[str] = []
     plugin = Registry().plugins().get(str(cfg.get("space_key") or "").split("/", 1)[0])
     if plugin is not None and plugin.report_section is not None:
-        lines += ["", plugin.report_section(store, front)]
+        sections.append(plugin.report_section(store, front))
+        lines += ["", sections[-1]]
     if plot:
-        _plot(out / "pareto.png", complete, front, objectives)
+        _plot(confined(out, "pareto.png"), complete, front, objectives)
         lines += ["", "![Pareto plot](pareto.png)"]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    prov = store.provenance
+    summary["provenance"] = {"created": prov.get("created"), "code": prov.get("code"),
+                             "data_checksums": len(prov.get("data_checksums") or {})} if prov else None
+    summary["model_card"] = ["model_card.md", "model_card.html"]
+    lines += ["", "Model card: [model_card.md](model_card.md) ([HTML](model_card.html))."]
+    confined(out, "report.md").write_text("\n".join(lines) + "\n")
+    confined(out, "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    write_model_card(out, store, summary, front, metric_cols, "pareto.png" if plot else None, sections)
     return summary
 
 

@@ -325,6 +325,11 @@ class Float(Dimension):
                 raise ConfigError(f"float dimension '{self.name}': {attr} must be a finite number, got {v!r}")
         if self.high < self.low:
             raise ConfigError(f"float dimension '{self.name}': high {self.high} < low {self.low}")
+        if not isinstance(self.log, bool):
+            raise ConfigError(f"float dimension '{self.name}': log must be true or false, got {self.log!r}")
+        if self.step is not None and (isinstance(self.step, bool) or not isinstance(self.step, (int, float))
+                                      or not math.isfinite(self.step)):
+            raise ConfigError(f"float dimension '{self.name}': step must be a finite number > 0, got {self.step!r}")
         if self.log and self.low <= 0:
             raise ConfigError(f"float dimension '{self.name}': log scale needs low > 0, got {self.low}")
         if self.step is not None and (self.step <= 0 or self.log):

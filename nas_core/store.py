@@ -4,11 +4,16 @@ Layout (schema version :data:`SCHEMA_VERSION`):
 
 * ``meta``: key/value rows -- ``schema_version``, ``study_id`` (a fingerprint of
   the study's definition), ``study_name``, ``config`` (the study definition as
-  JSON), ``created``, ``nas_core_version``;
+  JSON), ``created``, ``nas_core_version``, ``provenance`` (JSON record of code
+  and package versions, data checksums, seed, config and hardware target; see
+  :mod:`nas_core.provenance`) and ``runs`` (JSON list, one entry per run or resume);
 * ``trials``: one row per trial -- number, architecture JSON and hash, state,
   metrics, costs, fidelity, seed, error text, rejection reason, timestamps and
   durations, attempts;
 * ``strategy``: the strategy's JSON state after the last ask or tell.
+
+The store holds JSON and numbers only: nothing in it is ever unpickled or
+evaluated, so opening a store from elsewhere cannot run code.
 
 Each trial transition and the strategy state it leads to are written in one
 transaction (WAL journal, ``synchronous=FULL``), so a process killed at any
@@ -129,13 +134,23 @@ class Store:
         version = rows.get("schema_version")
         if version is None or "study_id" not in rows:
             raise StoreError(f"study store {p} has no study metadata; it was not written by nas_core")
-        if int(version) != SCHEMA_VERSION:
-            raise StoreError(f"study store {p} has schema version {version}; this nas_core reads version {SCHEMA_VERSION}")
+        if not str(version).isdigit() or int(version) != SCHEMA_VERSION:
+            from nas_core import __version__
+
+            conn.close()
+            writer = rows.get("nas_core_version", "an unknown version")
+            raise StoreError(f"study store {p} has schema version {version} (written by nas_core {writer}); "
+                             f"this nas_core {__version__} reads schema version {SCHEMA_VERSION}; open it with the "
+                             "nas_core version that wrote it")
         return cls(p, conn)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, *, study_id: str, study_name: str, config: Mapping[str, Any]) -> "Store":
-        """Create a store, or open an existing one of the *same* study (for resuming)."""
+    def create(cls, path: str | os.PathLike, *, study_id: str, study_name: str, config: Mapping[str, Any],
+               provenance: Mapping[str, Any] | None = None) -> "Store":
+        """Create a store, or open an existing one of the *same* study (for resuming).
+
+        ``provenance`` is recorded only when the store is created (a resumed study keeps its original record).
+        """
         p = Path(path)
         if p.exists():
             store = cls.open(p)
@@ -143,6 +158,8 @@ class Store:
                 raise StoreError(
                     f"study store {p} belongs to a different study (study '{store.meta('study_name')}', id {store.study_id}); "
                     "use another --out directory, or 'nas resume' to continue that study")
+            if provenance is not None and store.meta("provenance") is None:
+                store.set_meta("provenance", _dumps(dict(provenance)))
             return store
         p.parent.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(p)
@@ -161,6 +178,8 @@ class Store:
                 "created": repr(time.time()),
                 "nas_core_version": __version__,
             }
+            if provenance is not None:
+                meta["provenance"] = _dumps(dict(provenance))
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
             conn.execute("COMMIT")
         except BaseException:
@@ -182,17 +201,40 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def _json_meta(self, key: str, default: str) -> Any:
+        text = self.meta(key) or default
+        try:
+            return json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"study store {self.path}: meta '{key}' is corrupt ({exc})") from None
+
     @property
     def study_id(self) -> str:
         return str(self.meta("study_id"))
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self.meta("config") or "{}")
+        return self._json_meta("config", "{}")
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx():
             self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The provenance record written when the study was created (``{}`` for stores that predate it)."""
+        return self._json_meta("provenance", "{}")
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._json_meta("runs", "[]")
+
+    def add_run(self, record: Mapping[str, Any]) -> None:
+        """Append one run's record (time, code version, operational settings) to meta ``runs``."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'runs'").fetchone()
+            runs = json.loads(row[0]) if row else []
+            runs.append(dict(record))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('runs', ?)", (_dumps(runs),))
 
     # -- transactions -----------------------------------------------------------------
     class _Tx:
@@ -242,15 +284,36 @@ class Store:
                 raise StoreError(f"trial {number} is not running; it cannot be finished twice")
             self._save_strategy(conn, strategy_state)
 
+    def note_retry(self, number: int, error: str) -> None:
+        """A running trial's attempt failed for an infrastructure reason and runs again: count the attempt and
+        keep its error; the trial stays running (and is re-run on resume if the driver dies meanwhile)."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE trials SET attempts = attempts + 1, error = ? WHERE number = ? AND state = ?",
+                               (error, number, TrialState.RUNNING.value))
+            if cur.rowcount != 1:
+                raise StoreError(f"trial {number} is not running; it cannot be retried")
+
     def save_strategy_state(self, state: Mapping[str, Any]) -> None:
         with self._tx() as conn:
             self._save_strategy(conn, state)
 
     def strategy_state(self) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT state FROM strategy WHERE id = 1").fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"study store {self.path}: the strategy state is corrupt ({exc})") from None
 
     def _record(self, row: tuple) -> TrialRecord:
+        try:
+            return self._decode(row)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:  # JSON only: nothing is unpickled
+            raise StoreError(f"study store {self.path}: trial row {row[0]!r} is corrupt ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})") from None
+
+    def _decode(self, row: tuple) -> TrialRecord:
         (number, arch, _h, state, seed, fidelity, metrics, costs, error, reason, created, finished, duration, attempts) = row
         return TrialRecord(number=number, arch=Architecture.from_json(arch), state=TrialState(state), seed=seed,
                            fidelity=json.loads(fidelity), metrics=json.loads(metrics), costs=json.loads(costs),

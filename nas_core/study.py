@@ -19,6 +19,15 @@ Guarantees:
   evaluated twice; trials that were running when the driver died are re-run.
 * ``budget`` counts evaluated trials (complete or failed); rejected candidates
   and repeated proposals of an already evaluated architecture cost nothing.
+* Infrastructure failures -- a worker process that died, a trial killed at its
+  time limit -- are retried up to ``max_retries`` times (kinds in ``retry_on``)
+  with the same trial number and seed; ordinary failures (an exception, a NaN
+  loss) are final. Every attempt is counted in the trial's ``attempts``.
+* Files a trial saves (``model.pt``) are written to a staging directory and moved
+  to ``trials/NNNNN`` by the driver when the trial completes, so a retried,
+  killed or orphaned attempt never leaves half-written weights behind.
+* The store records the study's provenance (code and package versions, data
+  checksums, seed, config, hardware target) when it is created, and each run.
 * With the in-process executor, the same config and seed give the same sequence of
   architectures and the same metrics. With several workers results arrive in
   timing-dependent order, so the sequence may differ.
@@ -30,6 +39,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nas_core.constraints import Constraint
 from nas_core.errors import ConfigError, StoreError
-from nas_core.executors import Evaluator, Executor, Job, JobResult, make_executor
+from nas_core.executors import EXECUTORS, FAILURE_KINDS, Evaluator, Executor, Job, JobResult, make_executor
 from nas_core.hardware import HardwareTarget
 from nas_core.plugins import Registry
 from nas_core.space import Architecture, restrict
@@ -54,9 +65,57 @@ def trial_seed(study_seed: int, number: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_json(v: Any) -> bool:
+    try:
+        json.dumps(v, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _check_options(field_name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{field_name} must be a mapping of option names to values, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not k:
+            raise ConfigError(f"{field_name}: option names must be non-empty strings, got {k!r}")
+        if not _is_json(v):
+            raise ConfigError(f"{field_name}: value of '{k}' must be a JSON value (number, string, list, mapping), "
+                              f"got {v!r}")
+
+
+def _string_list(field_name: str, value: Any, example: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{field_name} must be a list of strings such as {example!r}, got {value!r}")
+    return tuple(value)
+
+
+def _positive_seconds(field_name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{field_name} must be a finite number of seconds > 0, got {value!r}")
+
+
+#: most workers a study may ask for (a guard against typos such as --workers 20000)
+MAX_WORKERS = 1024
+#: most retries of one trial
+MAX_RETRIES = 100
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything that defines a study; serialisable, and the basis of its identity."""
+    """Everything that defines a study; serialisable, and the basis of its identity.
+
+    Every field is checked on construction: a bad value raises a one-line
+    :class:`~nas_core.errors.ConfigError` naming the field and the value.
+    """
 
     space: str
     budget: int = 20
@@ -76,30 +135,67 @@ class StudyConfig:
     name: str = ""
     #: optional space definition narrowing the plugin's space (see :func:`nas_core.space.restrict`)
     restrict: Mapping[str, Any] | None = None
+    #: how often a trial whose failure is of a kind in ``retry_on`` runs again before it is recorded as failed
+    max_retries: int = 1
+    #: failure kinds that are retried: "died" (its worker process died), "timeout", "error" (raised / NaN)
+    retry_on: tuple[str, ...] = ("died", "timeout")
+    #: address of an existing Ray cluster (executor "ray"); None starts a local Ray
+    ray_address: str | None = None
 
     #: fields that may change between a run and its resume without making it another study
-    OPERATIONAL = ("budget", "executor", "workers", "time_limit_s", "max_time_s")
+    OPERATIONAL = ("budget", "executor", "workers", "time_limit_s", "max_time_s", "max_retries", "retry_on",
+                   "ray_address")
 
     def __post_init__(self) -> None:
-        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget <= 0:
+        if not isinstance(self.space, str) or not self.space.strip():
+            raise ConfigError(f"space must be a 'plugin/space' name such as 'digits/cnn', got {self.space!r}")
+        if not _is_int(self.budget) or self.budget <= 0:
             raise ConfigError(f"budget must be a positive integer, got {self.budget!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.time_limit_s is not None and self.time_limit_s <= 0:
-            raise ConfigError(f"time_limit_s must be > 0, got {self.time_limit_s}")
-        if self.max_time_s is not None and self.max_time_s <= 0:
-            raise ConfigError(f"max_time_s must be > 0, got {self.max_time_s}")
-        if self.executor not in ("inprocess", "process"):
-            raise ConfigError(f"unknown executor '{self.executor}'; use 'inprocess' or 'process'")
-        object.__setattr__(self, "objectives", tuple(self.objectives))
-        object.__setattr__(self, "constraints", tuple(self.constraints))
+        if not isinstance(self.strategy, str) or not self.strategy.strip():
+            raise ConfigError(f"strategy must be a strategy name such as 'evolution', got {self.strategy!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2 ** 64:
+            raise ConfigError(f"seed must be an integer in 0..2**64-1, got {self.seed!r}")
+        if self.target is not None and (not isinstance(self.target, str) or not self.target.strip()):
+            raise ConfigError(f"target must be a target name such as 'digits/cortex-m4' (or absent), got {self.target!r}")
+        for name in ("strategy_options", "task_options", "fidelity"):
+            _check_options(name, getattr(self, name))
+        if self.restrict is not None:
+            if not isinstance(self.restrict, Mapping):
+                raise ConfigError(f"restrict must be a space definition mapping (or absent), got {self.restrict!r}")
+            if not _is_json(dict(self.restrict)):
+                raise ConfigError(f"restrict must be a JSON space definition, got {self.restrict!r}")
+        if not isinstance(self.executor, str) or self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r}; use one of {', '.join(EXECUTORS)}")
+        if not _is_int(self.workers) or not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers must be an integer in 1..{MAX_WORKERS}, got {self.workers!r}")
+        _positive_seconds("time_limit_s", self.time_limit_s)
+        _positive_seconds("max_time_s", self.max_time_s)
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+        if not _is_int(self.max_retries) or not 0 <= self.max_retries <= MAX_RETRIES:
+            raise ConfigError(f"max_retries must be an integer in 0..{MAX_RETRIES}, got {self.max_retries!r}")
+        retry_on = _string_list("retry_on", self.retry_on, "died")
+        bad = [k for k in retry_on if k not in FAILURE_KINDS]
+        if bad:
+            raise ConfigError(f"retry_on: unknown failure kind {bad[0]!r}; use any of {', '.join(FAILURE_KINDS)}")
+        if self.ray_address is not None:
+            if not isinstance(self.ray_address, str) or not self.ray_address.strip():
+                raise ConfigError(f"ray_address must be an address such as 'auto' or 'HOST:6379', got "
+                                  f"{self.ray_address!r}")
+            if self.executor != "ray":
+                raise ConfigError(f"ray_address {self.ray_address!r} needs executor 'ray', not {self.executor!r}")
+        object.__setattr__(self, "objectives", _string_list("objectives", self.objectives, "val_accuracy:max"))
+        object.__setattr__(self, "constraints", _string_list("constraints", self.constraints, "params<=20000"))
+        object.__setattr__(self, "retry_on", tuple(dict.fromkeys(retry_on)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["objectives"] = list(self.objectives)
-        d["constraints"] = list(self.constraints)
+        for key in ("objectives", "constraints", "retry_on"):
+            d[key] = list(getattr(self, key))
+        for key in ("strategy_options", "task_options", "fidelity"):
+            d[key] = dict(getattr(self, key))
+        if self.restrict is not None:
+            d["restrict"] = dict(self.restrict)
         return d
 
     @classmethod
@@ -107,12 +203,12 @@ class StudyConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"a study config must be a mapping, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        unknown = [k for k in d if k not in names]
         if unknown:
-            raise ConfigError(f"unknown config field(s) {sorted(unknown)}; allowed: {sorted(names)}")
+            raise ConfigError(f"unknown config field(s) {sorted(map(repr, unknown))}; allowed: {sorted(names)}")
         if "space" not in d:
             raise ConfigError("the config needs 'space' (e.g. digits/cnn)")
-        return cls(**{k: (tuple(v) if k in ("objectives", "constraints") and isinstance(v, list) else v)
+        return cls(**{k: (tuple(v) if k in ("objectives", "constraints", "retry_on") and isinstance(v, list) else v)
                       for k, v in d.items()})
 
     def identity(self) -> dict[str, Any]:
@@ -136,6 +232,9 @@ class Progress:
 
     def trial(self, record: TrialRecord, best: str | None) -> None: ...
 
+    def retry(self, number: int, attempt: int, error: str) -> None:
+        """Trial ``number``'s attempt ``attempt`` failed for an infrastructure reason and runs again."""
+
     def close(self) -> None: ...
 
 
@@ -146,7 +245,8 @@ class Study:
                  constraints: Sequence[Constraint] = (), target: HardwareTarget | None = None,
                  executor: Executor | None = None, seed: int = 0, fidelity: Mapping[str, Any] | None = None,
                  time_limit_s: float | None = None, progress: Progress | None = None,
-                 max_idle_proposals: int | None = None, max_time_s: float | None = None):
+                 max_idle_proposals: int | None = None, max_time_s: float | None = None,
+                 max_retries: int = 1, retry_on: Sequence[str] = ("died", "timeout")):
         self.task = task
         self.space = task.space
         self.strategy = strategy
@@ -161,6 +261,10 @@ class Study:
         self.progress = progress or Progress()
         self.max_idle_proposals = max_idle_proposals
         self.max_time_s = max_time_s
+        self.max_retries = int(max_retries)
+        self.retry_on = tuple(retry_on)
+        self._attempts: dict[int, int] = {}   # infrastructure failures so far, per running trial
+        self._staging: dict[int, Path] = {}   # where the current attempt of a running trial saves its files
         validate_metrics(task, target, self.objectives, self.constraints)
 
     # -- the loop ------------------------------------------------------------------------
@@ -176,10 +280,45 @@ class Study:
     def _result_of(self, record: TrialRecord) -> TrialResult:
         return TrialResult(record.state, record.all_metrics(), record.number, dict(record.fidelity))
 
+    # -- trial files: staged per attempt, moved into trials/NNNNN by the driver on completion --------------
+    @property
+    def _trials_dir(self) -> Path:
+        return self.store.path.parent / "trials"
+
     def _submit(self, number: int, arch: Architecture, fidelity: Mapping[str, Any]) -> None:
-        artifacts = self.store.path.parent / "trials" / f"{number:05d}"
+        from nas_core.safety import confined
+
+        attempt = self._attempts.setdefault(number, 0)
+        staging = confined(self.store.path.parent, "trials", ".staging", f"{number:05d}-{os.getpid()}-{attempt}")
+        self._staging[number] = staging
         self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
-                                 self.time_limit_s, str(artifacts)))
+                                 self.time_limit_s, str(staging)))
+
+    def _settle_files(self, number: int, keep: bool) -> None:
+        from nas_core.safety import confined
+
+        staging = self._staging.pop(number, None)
+        if staging is None or not staging.exists():
+            return
+        if keep:
+            final = confined(self.store.path.parent, "trials", f"{number:05d}")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _should_retry(self, res: JobResult) -> bool:
+        return (not res.ok and res.kind in self.retry_on
+                and self._attempts.get(res.number, 0) < self.max_retries)
+
+    def _retry(self, res: JobResult, proposal: tuple[Architecture, dict[str, Any]]) -> None:
+        attempt = self._attempts.get(res.number, 0) + 1
+        self._settle_files(res.number, keep=False)
+        self.store.note_retry(res.number, f"attempt {attempt} failed ({res.kind}): {res.error or ''}")
+        self._attempts[res.number] = attempt
+        self.progress.retry(res.number, attempt, res.error or "")
+        self._submit(res.number, *proposal)
 
     def optimize(self, budget: int) -> StudySummary:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
@@ -188,8 +327,10 @@ class Study:
         if state is not None:
             self.strategy.load_state_dict(state)
         pending: dict[int, tuple[Architecture, dict[str, Any]]] = {}
+        shutil.rmtree(self._trials_dir / ".staging", ignore_errors=True)  # files of attempts a killed driver left
         for t in self.store.trials([TrialState.RUNNING]):  # in flight when the driver died: run again
             pending[t.number] = (t.arch, dict(t.fidelity))
+            self._attempts[t.number] = t.attempts  # infrastructure retries it already used
             self._submit(t.number, t.arch, t.fidelity)
         done = self.store.count(TrialState.COMPLETE, TrialState.FAILED)
         self.progress.start(budget, done)
@@ -239,6 +380,9 @@ class Study:
                 if not pending:
                     break
                 for res in self.executor.wait():
+                    if self._should_retry(res):
+                        self._retry(res, pending[res.number])
+                        continue
                     self._finish(res, pending.pop(res.number))
                     done += 1
         finally:
@@ -277,8 +421,16 @@ class Study:
         arch, fidelity = proposal
         state = TrialState.COMPLETE if res.ok else TrialState.FAILED
         record = self.store.trial(res.number)
+        error = res.error
+        retries = self._attempts.pop(res.number, 0)
+        if error and retries:
+            first, _, rest = error.partition("\n")
+            error = f"{first} [attempt {retries + 1} of {retries + 1}; earlier: {((record.error or '').splitlines() or [''])[0]}]" + (
+                f"\n{rest}" if rest else "")
+        # files first: a driver killed between the two steps leaves a running trial, which is re-run
+        self._settle_files(res.number, keep=res.ok)
         self.strategy.tell(arch, TrialResult(state, {**record.costs, **res.metrics}, res.number, fidelity))
-        self.store.finish_trial(res.number, state=state, metrics=res.metrics, error=res.error,
+        self.store.finish_trial(res.number, state=state, metrics=res.metrics, error=error,
                                 duration_s=res.duration_s, strategy_state=self.strategy.state_dict())
         self.progress.trial(self.store.trial(res.number), self._best_text())
 
@@ -319,6 +471,18 @@ class _Built:
     strategy: Strategy
     objectives: list[Objective]
     constraints: list[Constraint]
+    plugin: Any = None
+
+
+def _plugin_call(what: str, fn: Callable[[], Any]) -> Any:
+    """Run plugin code on user-given options; a TypeError/ValueError it raises is the options' fault."""
+    try:
+        return fn()
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{what} ({type(exc).__name__}: {first})") from None
 
 
 def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
@@ -327,23 +491,22 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
     space = entry.space()
     if config.restrict is not None:
         space = restrict(space, config.restrict)
-    try:
-        task = entry.task(space, **dict(config.task_options))
-    except TypeError as exc:
-        raise ConfigError(f"space '{space_key}': bad task option ({exc})") from None
+    opts = dict(config.task_options)
+    task = _plugin_call(f"space '{space_key}': bad task option in {opts!r}", lambda: entry.task(space, **opts))
+    _plugin_call(f"space '{space_key}': bad task option in {opts!r}", task.estimator)
     target_key, target = (None, None)
     if config.target:
         target_key, target = registry.target(config.target)
     objectives = [Objective.parse(o) for o in config.objectives] or task.default_objectives()
     constraints = [Constraint.parse(c) for c in config.constraints] + list(task.default_constraints(target))
     cls = _strategy_class(config.strategy, registry)
-    try:
-        strategy = cls(space, objectives, seed=config.seed, **dict(config.strategy_options))
-    except TypeError as exc:
-        raise ConfigError(f"strategy '{config.strategy}': bad option ({exc})") from None
+    sopts = dict(config.strategy_options)
+    strategy = _plugin_call(f"strategy '{config.strategy}': bad option in {sopts!r}",
+                            lambda: cls(space, objectives, seed=config.seed, **sopts))
     validate_metrics(task, target, objectives, constraints)
     task.prepare()
-    return _Built(config, space_key, task, target, target_key, strategy, objectives, constraints)
+    plugin = registry.plugins().get(space_key.split("/", 1)[0])
+    return _Built(config, space_key, task, target, target_key, strategy, objectives, constraints, plugin)
 
 
 def study_id(config: StudyConfig, space_json: str) -> str:
@@ -358,19 +521,28 @@ def _open_and_run(b: _Built, out_dir: Path, progress: Progress | None, budget: i
               "objectives_resolved": [str(o) for o in b.objectives],
               "constraints_resolved": [str(c) for c in b.constraints],
               "space_definition": json.loads(b.task.space.to_json())}
-    store = Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key, config=stored)
-    try:
-        if store.config.get("budget") != config.budget:
-            store.set_meta("config", json.dumps({**store.config, "budget": config.budget}, sort_keys=True))
-        executor = make_executor(config.executor, Evaluator(b.task), config.workers)
-        with executor:
+    from nas_core import provenance
+
+    record = None
+    if not (out_dir / STORE_NAME).exists():
+        record = provenance.collect(config=stored, seed=config.seed, task=b.task, target=b.target, plugin=b.plugin)
+    if (out_dir / STORE_NAME).exists():  # refuse another study's store before starting any worker
+        Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key, config=stored).close()
+    # the executor first: a Ray that cannot be reached leaves no store behind
+    with make_executor(config.executor, Evaluator(b.task), config.workers, address=config.ray_address) as executor:
+        store = Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key,
+                             config=stored, provenance=record)
+        try:
+            if store.config.get("budget") != config.budget:
+                store.set_meta("config", json.dumps({**store.config, "budget": config.budget}, sort_keys=True))
+            store.add_run(provenance.run_record({k: config.to_dict()[k] for k in StudyConfig.OPERATIONAL}))
             study = Study(task=b.task, strategy=b.strategy, objectives=b.objectives, store=store,
                           constraints=b.constraints, target=b.target, executor=executor, seed=config.seed,
                           fidelity=config.fidelity, time_limit_s=config.time_limit_s, progress=progress,
-                          max_time_s=config.max_time_s)
+                          max_time_s=config.max_time_s, max_retries=config.max_retries, retry_on=config.retry_on)
             return study.optimize(budget or config.budget)
-    finally:
-        store.close()
+        finally:
+            store.close()
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, registry: Registry | None = None,
@@ -400,6 +572,8 @@ def resume_study(out_dir: str | Path, *, budget: int | None = None, registry: Re
     if bad:
         raise ConfigError(f"only {', '.join(StudyConfig.OPERATIONAL)} may change on resume, not {sorted(bad)}")
     changes = {**operational, **({"budget": budget} if budget is not None else {})}
+    if changes.get("executor", "ray") != "ray" and "ray_address" not in changes:
+        changes["ray_address"] = None  # the stored cluster address only applies to the ray executor
     config = dataclasses.replace(config, **changes)
     b = build(config, registry)
     store = Store.open(Path(out_dir) / STORE_NAME)

@@ -93,7 +93,10 @@ def _enumerate_scope(dims: Sequence[Dimension], assigned: dict | None = None, st
 def enumerate_architectures(space: SearchSpace, limit: int = 1_000_000) -> list[Architecture]:
     """Every architecture of ``space`` in a fixed order; refuses spaces larger than ``limit``."""
     n = space.size()
-    if math.isinf(n) or n > limit:
+    if math.isinf(n):
+        raise ConfigError(f"space '{space.name}' has continuous float dimensions (infinitely many architectures); "
+                          "give every float a step to tabulate it")
+    if n > limit:
         raise ConfigError(f"space '{space.name}' has {n} architectures; restrict it to at most {limit} to tabulate it")
     return [Architecture(v) for v in _enumerate_scope(space.dimensions)]
 
@@ -163,9 +166,10 @@ class Table:
                 self._rows[(i, fk)] = metrics
         self.fidelities: list[dict[str, Any]] = [fids[k] for k in sorted(fids)]
         for fk in sorted(fids):
-            n = sum(1 for i in range(len(self._archs)) if (i, fk) in self._rows)
-            if n != len(self._archs):
-                raise ConfigError(f"table {self.path}: fidelity {fids[fk]} has {n} rows for {len(self._archs)} architectures")
+            absent = [i for i in range(len(self._archs)) if (i, fk) not in self._rows]
+            if absent:
+                raise ConfigError(f"table {self.path}: {len(absent)} architecture(s) have no row at fidelity {fids[fk]}, "
+                                  f"e.g. {self._archs[absent[0]].canonical}")
 
     @classmethod
     def load(cls, path: str | Path = DIGITS_TABLE) -> "Table":
@@ -256,6 +260,13 @@ class TabularEstimator(Estimator):
         return {k: v for k, v in row.items() if k not in self.table.meta.static_columns}
 
 
+class _TableSpace(SearchSpace):
+    """A space whose models are never built (a tabular task needs none)."""
+
+    def build(self, arch: Architecture) -> None:
+        return None
+
+
 def _task_base():
     from nas_core.task import Task  # imported lazily: nas_core.task imports the hardware model (torch)
 
@@ -272,7 +283,7 @@ class TabularTask(_task_base()):  # type: ignore[misc]
     name = "tabular"
 
     def __init__(self, space: SearchSpace, table: str | Path = DIGITS_TABLE, **options: Any):
-        super().__init__(space, table=str(table), **options)
+        super().__init__(_TableSpace(space.name, space.dimensions), table=str(table), **options)
         self._estimator = TabularEstimator(table)
 
     def input_shape(self, arch: Architecture) -> tuple:

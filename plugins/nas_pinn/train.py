@@ -4,7 +4,11 @@
 study trial. Steps:
 
 1. DeepXDE ``data.PDE`` on the problem's rectangle with ``num_domain``
-   Hammersley collocation points (deterministic); with soft boundary conditions
+   Hammersley collocation points (deterministic), less those within
+   ``corner_margin`` times the smaller side of a corner (default 0: none are
+   dropped; the built-in problems have ``r^2 log r`` corner singularities that
+   no smooth network fits, and 0.05 helps every network, see the plugin
+   README); with soft boundary conditions
    also ``num_boundary`` boundary points and a ``DirichletBC`` per field,
    weighted ``bc_weight``.
 2. ``dde.Model`` around the candidate (wrapped in a ``deepxde.nn.pytorch.NN``)
@@ -67,7 +71,8 @@ METRICS = ("rel_l2", "max_err", "center_value", "center_ref", "center_rel_err", 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training and scoring settings (task options; ``iterations``, ``lbfgs``, ``lr`` are also fidelity keys)."""
+    """Training and scoring settings (task options; ``iterations``, ``lbfgs``, ``lr``, ``num_domain`` are also
+    fidelity keys: a study may train candidates cheaply, e.g. ``{"iterations": 500, "num_domain": 512}``)."""
 
     iterations: int = 2000
     lbfgs: int = 0
@@ -80,6 +85,7 @@ class TrainConfig:
     residual_n: int = 64
     threads: int = 1
     restore_best: bool = True
+    corner_margin: float = 0.0
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int) -> None:
@@ -100,6 +106,10 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
                 raise ConfigError(f"PINN option '{name}' must be a positive number, got {v!r}")
             object.__setattr__(self, name, float(v))
+        if isinstance(self.corner_margin, bool) or not isinstance(self.corner_margin, (int, float)) \
+                or not 0 <= self.corner_margin < 0.5:
+            raise ConfigError(f"PINN option 'corner_margin' must be a number in [0, 0.5), got {self.corner_margin!r}")
+        object.__setattr__(self, "corner_margin", float(self.corner_margin))
         if self.decay not in ("none", "cosine"):
             raise ConfigError(f"PINN option 'decay' must be 'none' or 'cosine', got {self.decay!r}")
         if not isinstance(self.restore_best, bool):
@@ -112,7 +122,7 @@ class TrainConfig:
         return tuple(f.name for f in fields(cls))
 
     def with_fidelity(self, fidelity: Mapping[str, Any]) -> "TrainConfig":
-        allowed = ("iterations", "lbfgs", "lr")
+        allowed = ("iterations", "lbfgs", "lr", "num_domain")
         unknown = set(fidelity) - set(allowed)
         if unknown:
             raise ConfigError(f"unknown PINN fidelity key(s) {sorted(unknown)}; allowed: {list(allowed)}")
@@ -149,6 +159,28 @@ def _dde_net_class() -> type:
     return DdeNet
 
 
+@lru_cache(maxsize=None)
+def _lbfgs_cap_class() -> type:
+    dde = import_deepxde()
+
+    class LbfgsCap(dde.callbacks.Callback):
+        """Before each L-BFGS optimiser call, limit its iterations to what is left of ``maxiter``."""
+
+        def __init__(self, maxiter: int) -> None:
+            super().__init__()
+            self.maxiter = maxiter
+
+        def on_epoch_begin(self) -> None:
+            opt = self.model.opt
+            group = opt.param_groups[0]
+            done = int(opt.state.get(group["params"][0], {}).get("n_iter", 0))
+            left = max(1, self.maxiter - done)
+            group["max_iter"] = min(group["max_iter"], left)
+            group["max_eval"] = min(group["max_eval"], left * 5 // 4)
+
+    return LbfgsCap
+
+
 def _zero(x: np.ndarray) -> np.ndarray:
     return np.zeros((len(x), 1))
 
@@ -169,6 +201,7 @@ class _Monitor:
         self.lr = lr
         self.phase = "Adam"
         self.model: Any = None
+        self.adam_steps = 0
         self.best_loss = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_iteration = 0
@@ -176,8 +209,13 @@ class _Monitor:
         self.history: list[tuple[int, float]] = []
 
     def iteration(self) -> int:
-        # DeepXDE's step counter runs on through Adam and L-BFGS (whose loop adds its iterations per optimiser call)
-        return int(self.model.train_state.step) if self.model is not None else 0
+        if self.model is None:
+            return 0
+        if self.phase == "L-BFGS":  # DeepXDE adds L-BFGS iterations to its step only after each optimiser call
+            opt = self.model.opt
+            state = opt.state.get(opt.param_groups[0]["params"][0], {})
+            return self.adam_steps + int(state.get("n_iter", 0))
+        return int(self.model.train_state.step)
 
     def wrap(self, losses_fn: Callable) -> Callable:
         def observed(*args: Any, **kwargs: Any) -> Any:
@@ -240,8 +278,9 @@ def _train(dde: Any, problem: Problem, net: PinnNet, config: TrainConfig,
     geom = dde.geometry.Rectangle([x0, y0], [x1, y1])
     soft = not net.hard_bc
     bcs = [dde.icbc.DirichletBC(geom, _zero, _on_boundary, component=i) for i in range(problem.n_out)] if soft else []
-    data = dde.data.PDE(geom, problem.pde, bcs, num_domain=config.num_domain,
-                        num_boundary=config.num_boundary if soft else 0, num_test=256)
+    domain = collocation_points(problem, config)
+    data = dde.data.PDE(geom, problem.pde, bcs, num_domain=0, num_boundary=config.num_boundary if soft else 0,
+                        anchors=domain, num_test=None)
     n_pde = _count_pde_terms(problem)
     term_names = ([f"pde_{i}" for i in range(n_pde)] if n_pde > 1 else ["pde"]) + [f"bc_{f}" for f in problem.fields
                                                                                    if soft]
@@ -260,10 +299,16 @@ def _train(dde: Any, problem: Problem, net: PinnNet, config: TrainConfig,
         model.train(iterations=config.iterations, display_every=config.iterations, verbose=0)
         iterations_run = int(model.train_state.step)
     if config.lbfgs:
-        monitor.phase = "L-BFGS"
+        monitor.phase, monitor.adam_steps = "L-BFGS", iterations_run
         dde.optimizers.set_LBFGS_options(maxiter=config.lbfgs)
+        # DeepXDE sizes each optimiser call (iter_per_step) only when it is imported, from its default
+        # maxiter of 15000, so one call runs up to 1000 iterations whatever maxiter is; and its loop only checks
+        # maxiter between calls. Size the calls for this maxiter, and cap each call at what is left.
+        options = dde.optimizers.config.LBFGS_options
+        options["iter_per_step"] = min(1000, config.lbfgs)
+        options["fun_per_step"] = options["maxfun"] * options["iter_per_step"] // options["maxiter"]
         model.compile("L-BFGS", loss_weights=weights, verbose=0)
-        model.train(verbose=0)
+        model.train(verbose=0, callbacks=[_lbfgs_cap_class()(config.lbfgs)])
         state = model.opt.state_dict()["state"]
         lbfgs_run = int(state[0]["n_iter"]) if 0 in state else 0
     train_s = time.perf_counter() - t0
@@ -276,6 +321,18 @@ def _train(dde: Any, problem: Problem, net: PinnNet, config: TrainConfig,
                    kept_iteration=float(monitor.best_iteration if config.restore_best else iterations_run + lbfgs_run),
                    loss_final=loss_final, loss_kept=monitor.best_loss if config.restore_best else loss_final)
     return TrainResult(metrics, net, monitor.history)
+
+
+def collocation_points(problem: Problem, config: TrainConfig) -> np.ndarray:
+    """``num_domain`` Hammersley points of the box, without those within ``corner_margin * min side`` of a corner."""
+    dde = import_deepxde()
+    x0, x1, y0, y1 = problem.box
+    points = dde.geometry.Rectangle([x0, y0], [x1, y1]).random_points(config.num_domain, random="Hammersley")
+    if config.corner_margin > 0:
+        r = config.corner_margin * min(x1 - x0, y1 - y0)
+        d = np.min([np.hypot(points[:, 0] - cx, points[:, 1] - cy) for cx in (x0, x1) for cy in (y0, y1)], axis=0)
+        points = points[d >= r]
+    return points
 
 
 def _count_pde_terms(problem: Problem) -> int:
@@ -343,7 +400,7 @@ def score(problem: Problem, net: PinnNet, config: TrainConfig = TrainConfig()) -
 
 
 class PinnEstimator(Estimator):
-    """Trains a candidate with :func:`train_pinn`; fidelity keys ``iterations``, ``lbfgs``, ``lr``.
+    """Trains a candidate with :func:`train_pinn`; fidelity keys ``iterations``, ``lbfgs``, ``lr``, ``num_domain``.
 
     Picklable: holds the problem's spec (name or import path) and the config.
     """

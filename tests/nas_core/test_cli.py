@@ -101,6 +101,12 @@ BAD = [
     (["run", "digits/cnn", "--option", "epochz=3"], "unknown option(s) ['epochz']"),
     (["run", "digits/cnn", "--budget", "many"], "invalid int value: 'many'"),
     (["resume", "/nonexistent/study"], "no study directory at /nonexistent/study"),
+    (["run", "digits/cnn", "--max-retries", "-1"], "max_retries must be an integer in 0..100, got -1"),
+    (["run", "digits/cnn", "--retry-on", "died,gremlins"], "retry_on: unknown failure kind 'gremlins'"),
+    (["run", "digits/cnn", "--time-limit", "nan"], "time_limit_s must be a finite number of seconds > 0, got nan"),
+    (["run", "digits/cnn", "--address", "10.0.0.1:6379"], "ray_address '10.0.0.1:6379' needs executor 'ray'"),
+    (["run", "digits/cnn", "--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
+    (["export", "/nonexistent/study", "--trial", "1"], "no study store at /nonexistent/study/study.db"),
 ]
 
 

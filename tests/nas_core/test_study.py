@@ -125,7 +125,7 @@ def test_process_executor_records_worker_death_and_kills_overruns():
 
 def test_process_executor_study_completes_the_budget(tmp_path):
     s = run_study(cfg(space="toy/exit", budget=6, strategy="random", strategy_options={}, executor="process",
-                      workers=2, time_limit_s=1.0), tmp_path, registry=reg())
+                      workers=2, time_limit_s=1.0, max_retries=0), tmp_path, registry=reg())
     assert s.complete + s.failed == 6
     with Store.open(tmp_path / "study.db") as st:
         for t in st.trials([TrialState.FAILED]):
@@ -182,3 +182,15 @@ def test_multi_fidelity_proposals_are_stored_and_deduplicated_per_fidelity(tmp_p
     keys = [(t.arch.hash, t.fidelity["rung"]) for t in trials]
     assert len(set(keys)) == 6  # the repeated rung-1 proposal was answered from the store, not re-run
     assert {t.fidelity["rung"] for t in trials} == {1, 2}
+
+
+def test_retry_and_ray_settings_are_operational_so_old_studies_keep_their_identity(tmp_path):
+    ident = cfg().identity()
+    assert not {"max_retries", "retry_on", "ray_address", "executor", "workers"} & set(ident)
+    run_study(cfg(budget=3), tmp_path, registry=reg())
+    s = resume_study(tmp_path, budget=4, registry=reg(), max_retries=3, retry_on=["died"])
+    assert s.complete == 4
+    with Store.open(tmp_path / "study.db") as st:  # each run records the settings it used
+        runs = st.runs()
+    assert [(r["operational"]["max_retries"], r["operational"]["retry_on"]) for r in runs] == [
+        (1, ["died", "timeout"]), (3, ["died"])]
