@@ -280,8 +280,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
             print("accuracy of the exported model: not measured (the task offers no validation data)")
         q = res.quantization
         if q is not None:
+            where = (f"{q['max_abs_diff_validation']:.3g} on validation inputs, "
+                     if q.get("max_abs_diff_validation") is not None else "")
             print(f"wrote {q['path']} (int8, {q['method']} quantization; {q['size_bytes']} bytes vs "
-                  f"{q['fp32_size_bytes']} fp32); max |difference| to PyTorch: {q['max_abs_diff']:.3g}")
+                  f"{q['fp32_size_bytes']} fp32); max |difference| to PyTorch: {where}"
+                  f"{q['max_abs_diff']:.3g} on random inputs")
             if q.get("accuracy_change") is not None:
                 print(f"int8 accuracy {q['accuracy_int8']:.4f} vs fp32 {q['accuracy_fp32']:.4f}: change "
                       f"{q['accuracy_change']:+.4f} on {q['n_validation']} validation samples")

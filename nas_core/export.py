@@ -295,12 +295,15 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
         xs_check = tuple(x.numpy() for x in _inputs(task.input_shape(record.arch), res.n_checked, 0))
         q_diff = float(np.max(np.abs(_run_onnx(int8_path, xs_check) - _torch_outputs(model, xs_check))))
         quant = {"path": str(int8_path), "method": method, "size_bytes": int8_path.stat().st_size,
-                 "fp32_size_bytes": out.stat().st_size, "max_abs_diff": q_diff, "accuracy_fp32": None,
+                 "fp32_size_bytes": out.stat().st_size, "max_abs_diff": q_diff, "max_abs_diff_validation": None,
+                 "accuracy_fp32": None,
                  "accuracy_int8": None, "accuracy_change": None, "n_validation": 0, "accuracy_note": data_note}
         if x_val is not None:
-            acc_torch = _accuracy(_torch_outputs(model, x_val), y_val)
+            logits_torch, logits_int8 = _torch_outputs(model, x_val), _run_onnx(int8_path, x_val)
+            quant["max_abs_diff_validation"] = float(np.max(np.abs(logits_int8 - logits_torch)))
+            acc_torch = _accuracy(logits_torch, y_val)
             acc_fp32 = _accuracy(_run_onnx(out, x_val), y_val)
-            acc_int8 = _accuracy(_run_onnx(int8_path, x_val), y_val)
+            acc_int8 = _accuracy(logits_int8, y_val)
             if acc_torch is not None and acc_fp32 is not None and acc_int8 is not None:
                 accuracy = {"pytorch": acc_torch, "exported": acc_fp32, "n": int(len(y_val))}
                 quant.update(accuracy_fp32=acc_fp32, accuracy_int8=acc_int8, accuracy_change=acc_int8 - acc_fp32,

@@ -25,6 +25,11 @@ rejection holds at every budget); failed ones are never promoted. A result the
 strategy already knows (the same architecture at the same budget, from an
 earlier bracket) fills its slot without a new proposal. The incumbent is the
 best result at the largest budget (:attr:`incumbent`).
+
+In a study, ``budget`` counts trials whatever their fidelity, so a low-budget
+evaluation costs as much of it as a full one; compare multi-fidelity strategies
+with others by the training they consume (``benchmarks/strategies.py`` charges an
+evaluation at ``e`` epochs ``e / max`` of a full one).
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ class PinnTask(Task):
         arena = int(target.extra.get("arena_bytes", target.sram_bytes))
         return [Constraint("flash_fp32_bytes", "<=", float(target.flash_bytes),
                            why=f"float32 weights must fit the {target.name} flash"),
-                Constraint("peak_act_bytes", "<=", float(arena), why=f"one point's activations must fit the {target.name} RAM")]
+                Constraint("peak_act_bytes", "<=", float(arena),
+                           why=f"one point's activations must fit the {target.name} RAM")]
 
     def static_metrics(self, arch: Architecture, model: Any, target: HardwareTarget | None) -> dict[str, float]:
         return pinn_costs(model, target, grid_n=self.grid_n)

@@ -135,6 +135,17 @@ def test_hessian_early_stopping_restores_earlier_alpha(support, monkeypatch):
     assert [h["hessian_eig"] for h in hist] == [1.0, 1.1, 3.0]
 
 
+def test_hessian_rule_waits_for_es_start_and_uses_smoothed_eigenvalues(support, monkeypatch):
+    values = [0.01, 0.2, 0.21, 0.2, 0.2]  # the rise from initialisation, then flat
+    eig = iter(values)
+    monkeypatch.setattr(DARTS, "hessian_eigenvalue", lambda self, xs, y: next(eig))
+    res = DARTS(support, digits_search_data, DARTSConfig(epochs=5, data_fraction=0.1), seed=0).search()
+    assert res.details["epochs_run"] == 5 and res.details["stopped_early"] is None
+    eig = iter(values)  # checked from the start, the rise itself would stop the search
+    res = DARTS(support, digits_search_data, DARTSConfig(epochs=5, data_fraction=0.1, es_start=0), seed=0).search()
+    assert res.details["epochs_run"] == 3 and "Hessian early stop" in res.details["stopped_early"]
+
+
 def test_single_path_subnetwork_extraction_matches_the_supernet(support):
     sn = MixedPathSupernet(support, seed=0)
     train_supernet(sn, digits_search_data, SupernetTrainConfig(epochs=1, data_fraction=0.2), seed=0)
