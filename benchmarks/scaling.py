@@ -95,6 +95,35 @@ class SyntheticTask(Task):
         return [Objective("score", "max"), Objective("params", "min")]
 
 
+def _matmul_seconds(gflop: float) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    n = 256
+    a = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    x = a
+    t = time.perf_counter()
+    for _ in range(max(1, int(gflop * 1e9 / (2 * n ** 3)))):
+        x = torch.tanh(x @ a / n)
+    return time.perf_counter() - t
+
+
+def machine_parallel_capacity(gflop: float) -> dict[str, float]:
+    """Control without Ray or nas-core: the same single-threaded work in 1 and then 2 plain processes.
+
+    ``raw_speedup`` near 2 means two cores were free; near 1 means other load took one of them, and no
+    executor can scale past that.
+    """
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+    with ctx.Pool(1) as pool:
+        one = pool.map(_matmul_seconds, [gflop])[0]
+    with ctx.Pool(2) as pool:
+        two = pool.map(_matmul_seconds, [gflop, gflop])
+    return {"one_process_s": one, "two_processes_s": max(two), "raw_speedup": 2 * one / max(two)}
+
+
 def make_task(name: str, args: argparse.Namespace) -> Task:
     if name == "digits":
         from nas_core.examples.digits import DigitsCNNSpace, DigitsTask
@@ -153,6 +182,8 @@ def main() -> None:
     import ray
 
     load_before = os.getloadavg()
+    control_before = machine_parallel_capacity(args.synthetic_gflop / 4)
+    print(f"control before: 2 plain processes ran {control_before['raw_speedup']:.2f}x the work of 1", flush=True)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     runs: list[dict[str, Any]] = []
@@ -186,18 +217,24 @@ def main() -> None:
     finally:
         ray.shutdown()
     load_after = os.getloadavg()
+    control_after = machine_parallel_capacity(args.synthetic_gflop / 4)
+    print(f"control after: 2 plain processes ran {control_after['raw_speedup']:.2f}x the work of 1", flush=True)
     cols = ["task", "budget", "repeats", "trials_per_hour_1", "trials_per_hour_2", "speedup", "mean_trial_s_1",
             "mean_trial_s_2", "speedup_with_startup"]
     md = ["# Scaling: completed trials per hour with 1 and 2 Ray workers", "",
           f"- machine: {os.cpu_count()} CPUs; Ray local, num_cpus=2; one CPU and one torch thread per worker; "
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
+          f"- control without Ray (same single-threaded matmul work in 1 vs 2 plain processes): "
+          f"raw speedup {control_before['raw_speedup']:.2f} before, {control_after['raw_speedup']:.2f} after "
+          "(about 2.0 on an idle 2-core machine; no executor can beat it)",
           "- throughput of the search loop after the actors are warm (start-up once per study: see "
           "speedup_with_startup); median over repeats; target speedup >= 1.8", "",
           _results.markdown_table(rows, cols), "",
           "## Runs", "", _results.markdown_table(runs, ["task", "workers", "repeat", "complete", "wall_s",
                                                          "trials_per_hour", "mean_trial_s", "startup_s"])]
     path = _results.write("scaling", rows, "\n".join(md), runs=runs, load_average_before=load_before,
-                          load_average_after=load_after, settings=vars(args))
+                          load_average_after=load_after, control_before=control_before,
+                          control_after=control_after, settings=vars(args))
     print("\n".join(md))
     print(f"wrote {path}")
 
