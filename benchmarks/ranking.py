@@ -3,6 +3,7 @@
     python benchmarks/ranking.py                                   # ECG and digits, writes results/ranking.*
     python benchmarks/ranking.py --train-extra 25                  # first train more ECG archs (same fidelity)
     python benchmarks/ranking.py --only digits --digits-max 100    # a quick look
+    python benchmarks/ranking.py --only ecg --reuse                # recompute ECG, keep the saved digits rows
 
 Ground truth ("full training"):
 
@@ -103,6 +104,8 @@ def proxy_scores(space, archs, batch_for, seed: int = 0) -> tuple[dict[str, np.n
             except Exception as exc:  # noqa: BLE001 - a proxy failing on one arch is a NaN, reported
                 print(f"  {p} failed on {a.hash}: {exc}")
             secs[p] += time.monotonic() - t + tb
+        if (i + 1) % 50 == 0:
+            print(f"  proxies: {i + 1}/{len(archs)} architectures", flush=True)
     return scores, {p: s / max(1, len(archs)) for p, s in secs.items()}
 
 
@@ -318,6 +321,18 @@ def digits_rows(args) -> tuple[list[dict], dict]:
                      "one_time_s": 0.0, "note": f"5-fold CV on {n} archs"})
     for r in rows:
         r.update(space="digits/cnn", n_archs=n, truth="val_accuracy (8 epochs, table)")
+    # a predictor with a small training set, as early in a search: 50 fully trained archs, the rest predicted
+    k = 50
+    if n > k + 10:
+        idx = np.random.default_rng(1).permutation(n)
+        tr, te = idx[:k], idx[k:]
+        t = time.monotonic()
+        pred = MLPEnsemble(space, seed=0).fit([archs[i] for i in tr], truth[tr]).predict([archs[i] for i in te])[0]
+        tau, rho = correlations(pred, truth[te])
+        rows.append({"space": "digits/cnn", "estimator": "predictor_mlp_50", "kendall_tau": tau, "spearman_rho": rho,
+                     "n_archs": len(te), "cost_s_per_arch": (time.monotonic() - t) / len(te), "one_time_s": 0.0,
+                     "truth": "val_accuracy (8 epochs, table)",
+                     "note": f"trained on {k} archs, scored on the other {len(te)}"})
     return rows, info
 
 
@@ -350,11 +365,13 @@ def main() -> int:
     ap.add_argument("--extra-seed", type=int, default=1)
     ap.add_argument("--skip-low-fidelity", action="store_true")
     ap.add_argument("--digits-table", default=str(Path(__file__).resolve().parent / "tables" / "digits_table.csv"))
-    ap.add_argument("--digits-max", type=int, default=0, help="at most this many digits archs (0: all)")
+    ap.add_argument("--digits-max", type=int, default=300, help="at most this many digits archs, a seeded sample (0: all)")
     ap.add_argument("--digits-supernet-epochs", type=int, default=30)
     ap.add_argument("--data-dir", default=os.environ.get("MITDB_DIR"))
     ap.add_argument("--cache-dir", default=os.environ.get("NAS_CACHE_DIR"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --only, add the other space's rows saved by an earlier run in --out")
     args = ap.parse_args()
 
     import torch
@@ -363,12 +380,20 @@ def main() -> int:
     if args.train_extra:
         train_extra(args.train_extra, Path(args.out) / "ecg-extra", args.extra_seed, args.data_dir, args.cache_dir)
     rows, infos = [], {}
-    if args.only in (None, "ecg"):
-        r, infos["ecg"] = ecg_rows(args)
+    saved = Path(args.out)
+    saved.mkdir(parents=True, exist_ok=True)
+    for name, fn in (("ecg", ecg_rows), ("digits", digits_rows)):
+        part = saved / f"rows_{name}.json"
+        if args.only in (None, name):
+            r, info = fn(args)
+            part.write_text(json.dumps({"rows": r, "info": info}, indent=1, default=str))
+        elif args.reuse and part.exists():  # rows computed by an earlier run (see --reuse)
+            got = json.loads(part.read_text())
+            r, info = got["rows"], {**got["info"], "reused_from": str(part)}
+        else:
+            continue
         rows += r
-    if args.only in (None, "digits"):
-        r, infos["digits"] = digits_rows(args)
-        rows += r
+        infos[name] = info
     cols = ["space", "estimator", "kendall_tau", "spearman_rho", "n_archs", "cost_s_per_arch", "one_time_s"]
     md = ["# Ranking cheap estimators against full training", "",
           "Kendall tau (tau-b) and Spearman rho between each estimator and the full-training result on the same "

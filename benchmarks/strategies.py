@@ -203,6 +203,11 @@ class Scorer:
         self.ref = [float(self.acc.min()), float(self.cost.max())]
         pts = np.stack([self.acc, self.cost], 1)
         self.hv_table = hypervolume(pts[pareto_front(pts, ["max", "min"])], self.ref, ["max", "min"])
+        # the same with log10(energy): weighs the low-energy end of the front as much as the high-accuracy end
+        self.log_cost = np.log10(self.cost)
+        self.ref_log = [float(self.acc.min()), float(self.log_cost.max())]
+        pts = np.stack([self.acc, self.log_cost], 1)
+        self.hv_table_log = hypervolume(pts[pareto_front(pts, ["max", "min"])], self.ref_log, ["max", "min"])
 
     def curve(self, seq: list[tuple[int, int]]) -> tuple[list[float], list[float], list[float]]:
         """Cumulative cost, best 8-epoch accuracy so far and simulated seconds, per evaluation."""
@@ -236,11 +241,14 @@ class Scorer:
                 return cost[k], secs[k], len(seen)
         return None, None, None
 
-    def hv_at(self, seq, n: float) -> float:
+    def hv_at(self, seq, n: float, log: bool = False) -> float:
         cost, _, _ = self.curve(seq)
         idx = [i for (i, e), c in zip(seq, cost) if e == FULL and c <= n + 1e-9]
         if not idx:
             return 0.0
+        if log:
+            pts = np.stack([self.acc[idx], self.log_cost[idx]], 1)
+            return hypervolume(pts, self.ref_log, ["max", "min"]) / self.hv_table_log
         pts = np.stack([self.acc[idx], self.cost[idx]], 1)
         return hypervolume(pts, self.ref, ["max", "min"]) / self.hv_table
 
@@ -433,9 +441,18 @@ def main(argv: list[str] | None = None) -> int:
         for n in REGRET_AT:
             q1, med, q3 = quartiles([sc.regret_at(s, n) for s in so_runs])
             row[f"regret_at_{n}_median"], row[f"regret_at_{n}_q1"], row[f"regret_at_{n}_q3"] = med, q1, q3
-        q1, med, q3 = quartiles([sc.hv_at(s, args.n_mo) for s in mo_runs])
+        hvs = [sc.hv_at(s, args.n_mo) for s in mo_runs]
+        q1, med, q3 = quartiles(hvs)
         row[f"hypervolume_at_{args.n_mo}_median"], row[f"hypervolume_at_{args.n_mo}_q1"], \
             row[f"hypervolume_at_{args.n_mo}_q3"] = med, q1, q3
+        hvs_log = [sc.hv_at(s, args.n_mo, log=True) for s in mo_runs]
+        lq1, lmed, lq3 = quartiles(hvs_log)
+        row[f"hypervolume_logenergy_at_{args.n_mo}_median"] = lmed
+        row[f"hypervolume_logenergy_at_{args.n_mo}_q1"], row[f"hypervolume_logenergy_at_{args.n_mo}_q3"] = lq1, lq3
+        row["per_seed"] = {"evals_to_top1pct": [t[0] for t in tops],
+                           "distinct_archs_to_top1pct": [t[2] for t in tops],
+                           "regret_at_100": [sc.regret_at(s, 100) for s in so_runs],
+                           f"hypervolume_at_{args.n_mo}": hvs, f"hypervolume_logenergy_at_{args.n_mo}": hvs_log}
         if args.n_mo != 100:
             row["hypervolume_at_100_median"] = med if args.n_mo >= 100 else None
         row["benchmark_wall_s"] = round(wall, 1)
@@ -460,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _one_sided_p(a: list, b: list, alternative: str) -> float:
+    """Mann-Whitney U p-value that ``a`` is less/greater than ``b`` (None, i.e. never reached, counts as worst)."""
+    from scipy.stats import mannwhitneyu
+
+    fill = lambda xs: [math.inf if x is None else x for x in xs]  # noqa: E731
+    return float(mannwhitneyu(fill(a), fill(b), alternative=alternative).pvalue)
+
+
 def targets(rows: list[dict], n_mo: int, last_mark: int) -> dict[str, Any]:
     by = {r["strategy"]: r for r in rows}
     ours = [r for r in rows if r["strategy"] not in DIRECT]
@@ -470,7 +495,15 @@ def targets(rows: list[dict], n_mo: int, last_mark: int) -> dict[str, Any]:
         out["fastest_to_top1pct"] = best["strategy"]
         out["fastest_evals_median"] = best["evals_to_top1pct_median"]
         out["tpe_direct_evals_median"] = tpe["evals_to_top1pct_median"]
+        out["tpe_direct_distinct_archs_median"] = tpe["distinct_archs_to_top1pct_median"]
         out["top1pct_target_met"] = best["evals_to_top1pct_median"] <= 0.5 * tpe["evals_to_top1pct_median"]
+        out["top1pct_target_met_vs_distinct"] = (best["evals_to_top1pct_median"]
+                                                 <= 0.5 * tpe["distinct_archs_to_top1pct_median"])
+        out["top1pct_p_fewer_than_tpe"] = _one_sided_p(best["per_seed"]["evals_to_top1pct"],
+                                                       tpe["per_seed"]["evals_to_top1pct"], "less")
+        out["top1pct_p_fewer_than_half_tpe"] = _one_sided_p(
+            best["per_seed"]["evals_to_top1pct"],
+            [None if x is None else 0.5 * x for x in tpe["per_seed"]["evals_to_top1pct"]], "less")
     nsga = by.get("optuna NSGAIISampler (direct)")
     key = f"hypervolume_at_{n_mo}_median"
     if ours and nsga:
@@ -479,6 +512,13 @@ def targets(rows: list[dict], n_mo: int, last_mark: int) -> dict[str, Any]:
         out["best_hypervolume_median"] = best[key]
         out["nsga2_direct_hypervolume_median"] = nsga[key]
         out["hypervolume_target_met"] = best[key] >= nsga[key]
+        out["hypervolume_p_greater_than_nsga2"] = _one_sided_p(best["per_seed"][f"hypervolume_at_{n_mo}"],
+                                                               nsga["per_seed"][f"hypervolume_at_{n_mo}"], "greater")
+        lk = f"hypervolume_logenergy_at_{n_mo}_median"
+        best_log = max(ours, key=lambda r: r[lk])
+        out["best_hypervolume_logenergy"] = best_log["strategy"]
+        out["best_hypervolume_logenergy_median"] = best_log[lk]
+        out["nsga2_direct_hypervolume_logenergy_median"] = nsga[lk]
     k = f"overhead_ms_at_{last_mark}"
     for name in ("evolution", "random"):
         if name in by and by[name].get(k) is not None:
@@ -516,11 +556,15 @@ def markdown(rows, sc: Scorer, table: Table, args, summary, marks) -> str:
                      f"{r['regret_at_50_median']:.4f} | {r['regret_at_100_median']:.4f} "
                      f"[{r['regret_at_100_q1']:.4f}, {r['regret_at_100_q3']:.4f}] | {r['regret_at_200_median']:.4f} |")
     lines += ["", f"## Two objectives: accuracy vs energy (Cortex-M4), hypervolume after {args.n_mo} evaluations",
-              "", "Fraction of the whole table's Pareto-front hypervolume.", "",
-              "| strategy | median | q1 | q3 |", "|---|---|---|---|"]
+              "", "Fraction of the whole table's Pareto-front hypervolume (reference: the table's worst accuracy and "
+              "largest energy); the second column measures energy on a log10 scale, which gives the low-energy end of "
+              "the front its share.", "",
+              "| strategy | HV median [q1, q3] | HV, log10 energy, median [q1, q3] |", "|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['strategy']} | {r[hv]:.4f} | {r[f'hypervolume_at_{args.n_mo}_q1']:.4f} | "
-                     f"{r[f'hypervolume_at_{args.n_mo}_q3']:.4f} |")
+        n = args.n_mo
+        lines.append(f"| {r['strategy']} | {r[hv]:.4f} [{r[f'hypervolume_at_{n}_q1']:.4f}, "
+                     f"{r[f'hypervolume_at_{n}_q3']:.4f}] | {r[f'hypervolume_logenergy_at_{n}_median']:.4f} "
+                     f"[{r[f'hypervolume_logenergy_at_{n}_q1']:.4f}, {r[f'hypervolume_logenergy_at_{n}_q3']:.4f}] |")
     if any(f"overhead_ms_at_{marks[0]}" in r for r in rows):
         head = " | ".join(f"{m}" for m in marks)
         lines += ["", "## Overhead: ms per ask + tell at N completed trials (synthetic objective, full digits space)",
@@ -536,12 +580,19 @@ def markdown(rows, sc: Scorer, table: Table, args, summary, marks) -> str:
     if "top1pct_target_met" in summary:
         lines.append(f"- Top 1 % with at most half of Optuna TPE's evaluations: best here **{summary['fastest_to_top1pct']}** "
                      f"{summary['fastest_evals_median']:.4g} vs TPE (direct) {summary['tpe_direct_evals_median']:.4g} "
-                     f"-> {'met' if summary['top1pct_target_met'] else 'NOT met'}.")
+                     f"objective calls -> {'met' if summary['top1pct_target_met'] else 'NOT met'}; against the "
+                     f"{summary['tpe_direct_distinct_archs_median']:.4g} distinct architectures TPE needed -> "
+                     f"{'met' if summary['top1pct_target_met_vs_distinct'] else 'NOT met'}. One-sided Mann-Whitney "
+                     f"over seeds: fewer than TPE p = {summary['top1pct_p_fewer_than_tpe']:.3g}, fewer than half "
+                     f"of TPE's p = {summary['top1pct_p_fewer_than_half_tpe']:.3g}.")
     if "hypervolume_target_met" in summary:
         lines.append(f"- Hypervolume after {args.n_mo} at least Optuna NSGA-II's: best here **{summary['best_hypervolume']}** "
                      f"{summary['best_hypervolume_median']:.4f} vs NSGA-II (direct) "
                      f"{summary['nsga2_direct_hypervolume_median']:.4f} -> "
-                     f"{'met' if summary['hypervolume_target_met'] else 'NOT met'}.")
+                     f"{'met' if summary['hypervolume_target_met'] else 'NOT met'} (one-sided Mann-Whitney p = "
+                     f"{summary['hypervolume_p_greater_than_nsga2']:.3g}); with log10 energy: best "
+                     f"**{summary['best_hypervolume_logenergy']}** {summary['best_hypervolume_logenergy_median']:.4f} "
+                     f"vs NSGA-II (direct) {summary['nsga2_direct_hypervolume_logenergy_median']:.4f}.")
     for name in ("evolution", "random"):
         k = f"{name}_overhead_ms_at_{marks[-1]}"
         if k in summary:
