@@ -166,7 +166,7 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
 _RUN_OPTIONS = {
     "strategy": "strategy", "budget": "budget", "seed": "seed", "target": "target", "executor": "executor",
     "workers": "workers", "time_limit": "time_limit_s", "max_time": "max_time_s", "name": "name",
-    "address": "ray_address", "max_retries": "max_retries", "retry_on": "retry_on",
+    "address": "ray_address", "max_retries": "max_retries", "retry_on": "retry_on", "estimator": "estimator",
 }
 
 
@@ -306,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("space", nargs="?", help="search space, e.g. digits/cnn")
     r.add_argument("--config", help="YAML file with study options (options given here override it)")
     r.add_argument("--space-file", help="JSON/YAML space definition narrowing the plugin's space")
-    r.add_argument("--strategy", help="random | evolution | nsga2 | a plugin strategy")
+    r.add_argument("--strategy", help="strategy name (nas plugins lists them), e.g. evolution, nsga2, bayesopt")
     r.add_argument("--budget", type=int, help="number of trials to evaluate")
     r.add_argument("--seed", type=int)
     r.add_argument("--target", help="hardware target, e.g. digits/cortex-m4")
@@ -320,6 +320,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="inprocess (default) | process (worker processes) | ray (Ray actors)")
     r.add_argument("--workers", type=int, help="parallel workers (process/ray executors)")
     r.add_argument("--address", help="existing Ray cluster (auto, HOST:6379 or ray://HOST:10001); default: local Ray")
+    r.add_argument("--estimator", help="train (default) or zero-cost[:PROXY,...]: score candidates with zero-cost "
+                   "proxies (synflow, snip, grad_norm, fisher, jacob_cov, naswot, params, macs) instead of training")
     r.add_argument("--max-retries", dest="max_retries", type=int,
                    help="re-runs of a trial whose worker died or timed out (default 1)")
     r.add_argument("--retry-on", dest="retry_on", help="failure kinds retried, comma-separated: died,timeout,error")

@@ -141,6 +141,9 @@ class StudyConfig:
     retry_on: tuple[str, ...] = ("died", "timeout")
     #: address of an existing Ray cluster (executor "ray"); None starts a local Ray
     ray_address: str | None = None
+    #: how candidates are scored: "train" (the task's own estimator) or "zero-cost[:proxy,proxy...]"
+    #: (zero-cost proxies instead of training, metrics ``zc_<proxy>``; see :mod:`nas_core.estimators.zero_cost`)
+    estimator: str = "train"
 
     #: fields that may change between a run and its resume without making it another study
     OPERATIONAL = ("budget", "executor", "workers", "time_limit_s", "max_time_s", "max_retries", "retry_on",
@@ -184,6 +187,7 @@ class StudyConfig:
                                   f"{self.ray_address!r}")
             if self.executor != "ray":
                 raise ConfigError(f"ray_address {self.ray_address!r} needs executor 'ray', not {self.executor!r}")
+        _check_estimator(self.estimator)
         object.__setattr__(self, "objectives", _string_list("objectives", self.objectives, "val_accuracy:max"))
         object.__setattr__(self, "constraints", _string_list("constraints", self.constraints, "params<=20000"))
         object.__setattr__(self, "retry_on", tuple(dict.fromkeys(retry_on)))
@@ -212,7 +216,23 @@ class StudyConfig:
                       for k, v in d.items()})
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL}
+        ident = {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL}
+        if ident.get("estimator") == "train":  # the default: studies made before the field existed keep their id
+            del ident["estimator"]
+        return ident
+
+
+def _check_estimator(value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"estimator must be 'train' or 'zero-cost[:proxy,...]', got {value!r}")
+    if value == "train":
+        return
+    kind, _, names = value.partition(":")
+    if kind != "zero-cost":
+        raise ConfigError(f"unknown estimator {value!r}; use 'train' or 'zero-cost[:proxy,...]'")
+    from nas_core.estimators.zero_cost import parse_proxies
+
+    parse_proxies(names)
 
 
 @dataclass(frozen=True)
@@ -493,6 +513,10 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
         space = restrict(space, config.restrict)
     opts = dict(config.task_options)
     task = _plugin_call(f"space '{space_key}': bad task option in {opts!r}", lambda: entry.task(space, **opts))
+    if config.estimator != "train":
+        from nas_core.estimators.zero_cost import ZeroCostTask, parse_proxies
+
+        task = ZeroCostTask(task, parse_proxies(config.estimator.partition(":")[2]))
     _plugin_call(f"space '{space_key}': bad task option in {opts!r}", task.estimator)
     target_key, target = (None, None)
     if config.target:

@@ -188,71 +188,11 @@ class PredictorEstimator(Estimator):
         return {self.name: float(mean[0]), f"{self.name}_std": float(std[0])}
 
 
-def _strategy_base():
-    from nas_core.strategies.base import Strategy
+def __getattr__(name: str) -> Any:
+    # the predictor-guided strategy lives with the strategies (nas_core.strategies.predictor_guided);
+    # imported lazily here because the strategies package imports this module
+    if name == "PredictorGuided":
+        from nas_core.strategies.predictor_guided import PredictorGuided
 
-    return Strategy
-
-
-class PredictorGuided(_strategy_base()):  # type: ignore[misc]
-    """Predictor-guided search: after ``n_init`` random proposals, propose the candidate with the
-    highest ``mean + kappa * std`` among ``n_candidates`` mutations of the best results and random samples.
-
-    The predictor (default :class:`MLPEnsemble`) is refitted on every ``tell`` that
-    completes a trial; it models the first objective's score (so minimised
-    objectives work too).
-    """
-
-    name = "predictor"
-
-    def __init__(self, space: SearchSpace, objectives: Sequence[Any], *, n_init: int = 10, n_candidates: int = 100,
-                 kappa: float = 0.5, top_k: int = 5, predictor: Callable[[SearchSpace, int], Any] | None = None,
-                 seed: int = 0):
-        super().__init__(space, objectives, seed=seed)
-        self.n_init, self.n_candidates, self.kappa, self.top_k = int(n_init), int(n_candidates), float(kappa), int(top_k)
-        self._make = predictor or (lambda sp, s: MLPEnsemble(sp, n_models=5, seed=s))
-        self.data: list[tuple[Architecture, float]] = []
-        self._seen: set[str] = set()
-        self._n_fits = 0
-
-    def ask(self) -> Architecture:
-        if len(self.data) < max(3, self.n_init):
-            for _ in range(100):
-                a = self.space.sample(self.rng)
-                if a.canonical not in self._seen:
-                    break
-            self._seen.add(a.canonical)
-            return a
-        model = self._make(self.space, self.seed + self._n_fits)
-        self._n_fits += 1
-        archs = [a for a, _ in self.data]
-        model.fit(archs, [v for _, v in self.data])
-        top = [a for a, _ in sorted(self.data, key=lambda t: -t[1])[: self.top_k]]
-        cands: list[Architecture] = []
-        for i in range(self.n_candidates):
-            a = self.space.mutate(top[i % len(top)], self.rng) if i % 2 == 0 else self.space.sample(self.rng)
-            if a.canonical not in self._seen and a not in cands:
-                cands.append(a)
-        if not cands:
-            cands = [self.space.sample(self.rng)]
-        mean, std = model.predict(cands)
-        best = cands[int(np.argmax(mean + self.kappa * std))]
-        self._seen.add(best.canonical)
-        return best
-
-    def tell(self, arch: Architecture, result: Any) -> None:
-        if getattr(result, "ok", False) and result.metrics:
-            try:
-                value = self.fitness(result.metrics)
-            except Exception:  # noqa: BLE001 - a result without the objective teaches nothing
-                return
-            if math.isfinite(value):
-                self.data.append((arch, float(value)))
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"data": [[a.to_json(), v] for a, v in self.data], "seen": sorted(self._seen), "n_fits": self._n_fits}
-
-    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.data = [(Architecture.from_json(a), float(v)) for a, v in state.get("data", [])]
-        self._seen = set(state.get("seen", []))
-        self._n_fits = int(state.get("n_fits", 0))
+        return PredictorGuided
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

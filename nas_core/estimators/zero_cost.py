@@ -417,6 +417,42 @@ class _TaskBatch:
         return random_batch(model, self.task.input_shape(arch), self.batch_size, seed, kind)
 
 
+def parse_proxies(names: str) -> tuple[str, ...]:
+    """``"synflow,params"`` -> ``("synflow", "params")``; empty -> every proxy and baseline."""
+    out = tuple(n.strip() for n in (names or "").split(",") if n.strip()) or PROXIES + BASELINES
+    bad = [n for n in out if n not in PROXIES + BASELINES]
+    if bad:
+        raise ConfigError(f"estimator: unknown zero-cost proxy {bad[0]!r}; available: {', '.join(PROXIES + BASELINES)}")
+    return out
+
+
+class ZeroCostTask:
+    """A task whose candidates are scored by zero-cost proxies instead of being trained.
+
+    What a study uses for ``StudyConfig(estimator="zero-cost:synflow,params")`` (CLI
+    ``--estimator zero-cost:synflow,params``): every other part of the task (space,
+    input shape, constraints, static metrics, data checks) is the wrapped task's.
+    The metrics are ``zc_<proxy>``; the default objective is the first proxy, maximised.
+    """
+
+    def __init__(self, task: Any, proxies: Sequence[str]):
+        self._inner = task
+        self._proxies = tuple(proxies)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_inner", "_proxies"):  # also keeps unpickling from recursing
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def estimator(self) -> ZeroCostEstimator:
+        return ZeroCostEstimator.for_task(self._inner, self._proxies)
+
+    def default_objectives(self) -> list:
+        from nas_core.strategies.base import Objective
+
+        return [Objective(f"zc_{self._proxies[0]}", "max")]
+
+
 # -- pre-filter -----------------------------------------------------------------------------------------
 
 

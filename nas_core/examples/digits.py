@@ -68,6 +68,12 @@ def digits_test_split() -> tuple[np.ndarray, np.ndarray]:
 
 
 class DigitsCNNSpace(SearchSpace):
+    def mixed_support(self, **options):
+        """Mixed-op support for DARTS and weight-sharing supernets (see :mod:`nas_core.examples.digits_oneshot`)."""
+        from nas_core.examples.digits_oneshot import DigitsMixedSupport
+
+        return DigitsMixedSupport(self, **options)
+
     def __init__(self) -> None:
         super().__init__("digits-cnn", [
             Repeat("stages", [

@@ -57,6 +57,12 @@ def scaled(arch: Architecture | dict) -> dict[str, Any]:
 class CompoundECGSpace(SearchSpace):
     """``ecg/compound-cnn``: 1D CNNs on beat windows plus RR features."""
 
+    def mixed_support(self, **options):
+        """Mixed-op support for DARTS and weight-sharing supernets (see :mod:`nas_ecg.supernet`)."""
+        from nas_ecg.supernet import ECGMixedSupport
+
+        return ECGMixedSupport(self, **options)
+
     def __init__(self) -> None:
         super().__init__("ecg-compound-cnn", [
             Integer("phi", -3, 3),

@@ -22,11 +22,12 @@ from scipy.stats import mannwhitneyu
 import toy
 from toy import SafeToySpace, toy_score
 from nas_core.errors import ConfigError
+from nas_core.estimators.predictor import GPPredictor
 from nas_core.plugins import Registry
 from nas_core.space import Categorical, Float, Integer, Repeat, SearchSpace
 from nas_core.store import Store, TrialState
 from nas_core.strategies import (BOHB, CORE_STRATEGIES, BayesianOptimization, Generative, Hyperband, LocalSearch,
-                                 OptunaStrategy, RandomSearch, Reinforce, SuccessiveHalving)
+                                 OptunaStrategy, PredictorGuided, RandomSearch, Reinforce, SuccessiveHalving)
 from nas_core.strategies.base import Objective, Proposal, TrialResult
 from nas_core.strategies.hyperband import budget_ladder
 from nas_core.study import StudyConfig, resume_study, run_study
@@ -79,10 +80,12 @@ FACTORIES = {
                                                     sampler_options={"population_size": 8}),
     "optuna_gp": lambda sp, o, s: OptunaStrategy(sp, o, seed=s, sampler="gp", sampler_options={"n_startup_trials": 5}),
     "optuna_cmaes": lambda sp, o, s: OptunaStrategy(sp, o, seed=s, sampler="cmaes"),
+    "predictor": lambda sp, o, s: PredictorGuided(sp, o, seed=s, n_init=5, n_candidates=30,
+                                                  predictor=lambda space, seed: GPPredictor(space, seed=seed)),
 }
 NAMES = [n for n in FACTORIES if n != "optuna_cmaes" or HAS_CMAES]
 #: fewer proposals for the slow samplers in the generic checks
-N = {"optuna_gp": 6, "bayesopt": 20}
+N = {"optuna_gp": 6, "bayesopt": 20, "predictor": 12}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -159,13 +162,13 @@ def _reg():
     return Registry([toy.toy_plugin()], discover=False)
 
 
-STUDY_OPTIONS = {"bayesopt": {"n_initial": 4, "n_parents": 4, "n_mutations": 3, "n_random": 8, "rounds": 1},
+STUDY_OPTIONS = {"predictor": {"n_init": 4, "n_candidates": 20}, "bayesopt": {"n_initial": 4, "n_parents": 4, "n_mutations": 3, "n_random": 8, "rounds": 1},
                  "bohb": {**HB, "min_points": 3},
                  "successive_halving": HB, "hyperband": HB}
 
 
 @pytest.mark.parametrize("name", ["reinforce", "bayesopt", "local_search", "successive_halving", "hyperband", "bohb",
-                                  "generative", "optuna_tpe", "optuna_nsga2"])  # optuna_gp: same code path, slow
+                                  "generative", "optuna_tpe", "optuna_nsga2", "predictor"])  # optuna_gp: same path, slow
 def test_kill_and_resume_from_the_store_matches_an_uninterrupted_run(tmp_path, name):
     opts = dict(STUDY_OPTIONS.get(name, {}))
     if name == "optuna_nsga2":
@@ -233,6 +236,7 @@ def random_best_mf():
     return [_best_of(RandomSearch(SafeToySpace(), OBJ, seed=100 + s), MF_BUDGET) for s in SEEDS]
 
 
+# "predictor" also passes this (refitting its GP 500 times takes about a minute, too slow for the suite)
 @pytest.mark.parametrize("name", ["reinforce", "bayesopt", "local_search", "generative", "optuna_tpe"])
 def test_beats_random_search_on_a_known_optimum(name, random_best):
     ours = [_best_of(FACTORIES[name](SafeToySpace(), OBJ, s), BUDGET) for s in SEEDS]
@@ -351,7 +355,8 @@ def test_bad_options_are_clear_errors():
 
 def test_every_strategy_is_registered():
     for name in ["reinforce", "bayesopt", "local_search", "successive_halving", "hyperband", "bohb", "generative",
-                 "optuna", "optuna_tpe", "optuna_cmaes", "optuna_nsga2", "optuna_gp", "random", "evolution", "nsga2"]:
+                 "optuna", "optuna_tpe", "optuna_cmaes", "optuna_nsga2", "optuna_gp", "random", "evolution", "nsga2",
+                 "predictor"]:
         assert CORE_STRATEGIES[name].name == name
 
 
