@@ -15,8 +15,10 @@ neighbours stay in the space; encodings have the declared fixed length; the spac
 builds a ``torch.nn.Module`` whose forward pass runs on the task's input shape;
 hardware costs and the task's static metrics are finite numbers; default
 objectives name metrics the task produces. Every target loads with positive
-clock and memories. With ``train=True`` one candidate is also trained at the
-smallest fidelity the caller gives.
+clock and memories. Every zero-cost proxy (synflow, snip, grad_norm, fisher,
+jacob_cov, naswot, params, macs) runs on two candidates of each space, finite and
+deterministic under a seed (``proxies=False`` skips this). With ``train=True`` one
+candidate is also trained at the smallest fidelity the caller gives.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def check_space(space: SearchSpace, where: str, *, n_samples: int = 8, seed: int
 
 
 def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_options: Mapping[str, Any] | None = None,
-                 train: bool = False, fidelity: Mapping[str, Any] | None = None) -> None:
+                 train: bool = False, fidelity: Mapping[str, Any] | None = None, proxies: bool = True) -> None:
     import torch
 
     reg = Registry([plugin], discover=False)  # validates names and entry types
@@ -113,3 +115,7 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
             metrics = estimator.evaluate(EvalContext(archs[0], model, seed, dict(fidelity or {})))
             _check(set(estimator.metric_names) <= set(metrics), where,
                    f"evaluate() returned {sorted(metrics)}, declared {sorted(estimator.metric_names)}")
+    if proxies:  # every zero-cost proxy runs on every space, finite and deterministic under a seed
+        from nas_core.estimators.zero_cost import check_proxies
+
+        check_proxies(plugin, n_archs=2, seed=seed, task_options=task_options)
