@@ -147,11 +147,19 @@ def _target(name: str):
     return lambda: load_target(TARGETS_DIR / name)
 
 
+def _cell_space() -> SearchSpace:
+    from nas_core.examples.cells import DigitsCellSpace
+
+    return DigitsCellSpace()
+
+
 def plugin() -> Plugin:
     return Plugin(
         name="digits",
         version="0.1.0",
         description="Example: small CNNs on scikit-learn's 8x8 digits (no download)",
-        spaces={"cnn": SpaceEntry(DigitsCNNSpace, DigitsTask, "1-3 conv stages, head, hidden layer")},
+        spaces={"cnn": SpaceEntry(DigitsCNNSpace, DigitsTask, "1-3 conv stages, head, hidden layer"),
+                "cells": SpaceEntry(_cell_space, DigitsTask, "cell-based (NASNet/DARTS style): a normal and a "
+                                    "reduction cell, stacked")},
         targets={"cortex-m4": _target("cortex_m4_64mhz.toml"), "cortex-m7": _target("cortex_m7_480mhz.toml")},
     )
