@@ -5,6 +5,9 @@
     python benchmarks/ranking.py --only digits --digits-max 100    # a quick look
     python benchmarks/ranking.py --only ecg --reuse                # recompute ECG, keep the saved digits rows
 
+``--seed-repeat N`` (default 12) trains N of the ECG architectures again under another seed
+(cached in ``runs/ranking/seed_repeat.json``): how well full training ranks itself.
+
 Ground truth ("full training"):
 
 * **ECG** (``ecg/compound-cnn``): validation macro-F1 (N, S, V, F; held-out DS1
@@ -124,6 +127,54 @@ def train_extra(n: int, out: Path, seed: int, data_dir, cache_dir) -> None:
     print(f"extra ECG trainings: {s.complete} complete, {s.failed} failed, {s.rejected} rejected")
 
 
+def _retrain(job: tuple) -> tuple[str, float, float]:
+    """One ECG training at the benchmark's fidelity under another seed (a worker process, one thread)."""
+    arch_json, seed, data_dir, cache_dir = job
+    import torch
+
+    from nas_core.estimators.base import EvalContext
+    from nas_core.space import Architecture
+    from nas_ecg.space import CompoundECGSpace
+    from nas_ecg.task import ECGTask
+
+    torch.set_num_threads(1)
+    space = CompoundECGSpace()
+    arch = Architecture.from_json(arch_json)
+    est = ECGTask(space, **{**ECG_TASK_OPTIONS, "threads": 1, "data_dir": data_dir, "cache_dir": cache_dir}).estimator()
+    torch.manual_seed(seed)
+    model = space.build(arch)
+    t = time.monotonic()
+    f1 = est.evaluate(EvalContext(arch, model, seed, {}))["val_macro_f1"]
+    return arch.hash, float(f1), time.monotonic() - t
+
+
+def seed_repeat_row(trials, truth: np.ndarray, n: int, out: Path, data_dir, cache_dir, workers: int = 2) -> dict:
+    """The noise ceiling: ``n`` of the architectures trained again, same fidelity, another seed.
+
+    No cheap estimator can be expected to rank better than full training ranks itself
+    under a change of seed. Results are cached in ``out/seed_repeat.json``."""
+    from multiprocessing import get_context
+
+    idx = sorted(np.random.default_rng(2).choice(len(trials), min(n, len(trials)), replace=False).tolist())
+    cache_file = out / "seed_repeat.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    jobs = [(trials[i][0].arch.to_json(), int(trials[i][0].seed) + 10_000, data_dir, cache_dir) for i in idx]
+    todo = [j for j in jobs if f"{j[0]}|{j[1]}" not in cache]
+    if todo:
+        print(f"  seed repeat: training {len(todo)} architectures again with {workers} workers", flush=True)
+        with get_context("spawn").Pool(workers) as pool:
+            for job, (h, f1, secs) in zip(todo, pool.imap(_retrain, todo)):
+                cache[f"{job[0]}|{job[1]}"] = {"hash": h, "val_macro_f1": f1, "train_s": secs}
+                cache_file.write_text(json.dumps(cache, indent=1))
+                print(f"    {h}: val macro-F1 {f1:.4f} ({secs:.0f} s)", flush=True)
+    again = np.array([cache[f"{j[0]}|{j[1]}"]["val_macro_f1"] for j in jobs])
+    tau, rho = correlations(again, truth[idx])
+    return {"estimator": "full_training_other_seed", "kendall_tau": tau, "spearman_rho": rho, "n_archs": len(idx),
+            "cost_s_per_arch": float(np.mean([cache[f"{j[0]}|{j[1]}"]["train_s"] for j in jobs])), "one_time_s": 0.0,
+            "mean_abs_diff": float(np.mean(np.abs(again - truth[idx]))),
+            "note": f"{len(idx)} of the archs trained again (seed + 10000): the noise ceiling of the ground truth"}
+
+
 def ecg_trials(stores: list[Path]):
     from nas_core.store import Store, TrialState
 
@@ -132,7 +183,7 @@ def ecg_trials(stores: list[Path]):
         if not path.exists():
             continue
         with Store.open(path) as st:
-            cfg = st.config() or {}
+            cfg = st.config or {}
             opts = cfg.get("task_options", {})
             same = all(opts.get(k, v) == v for k, v in ECG_TASK_OPTIONS.items() if k in ("epochs", "patience", "data_fraction"))
             if not same:
@@ -241,6 +292,10 @@ def ecg_rows(args) -> tuple[list[dict], dict]:
                      "one_time_s": 0.0, "note": f"5-fold CV on {n} fully trained archs"})
     for r in rows:
         r.update(space="ecg/compound-cnn", n_archs=n, truth="val_macro_f1 (10 epochs, patience 3)")
+    if args.seed_repeat:
+        row = seed_repeat_row(trials, truth, args.seed_repeat, Path(args.out), args.data_dir, args.cache_dir)
+        row.update(space="ecg/compound-cnn", truth="val_macro_f1 (10 epochs, patience 3)")
+        rows.append(row)
     return rows, info
 
 
@@ -366,6 +421,17 @@ def recommend(rows: list[dict]) -> str:
     mean = {e: float(np.nanmean([v.get(s, np.nan) for s in spaces])) for e, v in by.items() if len(v) == len(spaces)}
     ranked = sorted(mean, key=lambda e: -mean[e] if np.isfinite(mean[e]) else np.inf)
     lines = ["Mean Spearman rho over the spaces: " + ", ".join(f"{e} {mean[e]:.2f}" for e in ranked) + "."]
+    free = set(PROXIES) | {"params", "macs"}  # nothing trained, nothing learned from trained networks
+    for s in spaces:
+        rs = [r for r in rows if r["space"] == s and np.isfinite(r["spearman_rho"])]
+        if not rs:
+            continue
+        best = max(rs, key=lambda r: r["spearman_rho"])
+        zc = max((r for r in rs if r["estimator"] in free), key=lambda r: r["spearman_rho"], default=None)
+        lines.append(f"- {s}: best {best['estimator']} (rho {best['spearman_rho']:.2f}, "
+                     f"{best['cost_s_per_arch']:.3g} s/arch)"
+                     + (f"; best without any training {zc['estimator']} (rho {zc['spearman_rho']:.2f}, "
+                        f"{zc['cost_s_per_arch']:.3g} s/arch)" if zc else ""))
     return "\n".join(lines)
 
 
@@ -378,6 +444,8 @@ def main() -> int:
     ap.add_argument("--train-extra", type=int, default=0, help="train this many more ECG architectures first")
     ap.add_argument("--extra-seed", type=int, default=1)
     ap.add_argument("--skip-low-fidelity", action="store_true")
+    ap.add_argument("--seed-repeat", type=int, default=12,
+                    help="ECG: train this many of the archs again under another seed (the noise ceiling; 0: skip)")
     ap.add_argument("--digits-table", default=str(Path(__file__).resolve().parent / "tables" / "digits_table.csv"))
     ap.add_argument("--digits-max", type=int, default=300, help="at most this many digits archs, a seeded sample (0: all)")
     ap.add_argument("--digits-supernet-epochs", type=int, default=30)
