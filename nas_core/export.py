@@ -268,6 +268,9 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
         raise StoreError(f"trial {trial} is {record.state.value}, not complete; only trained trials can be exported")
     weights = confined(study_dir, "trials", f"{trial:05d}", "model.pt")
     if not weights.is_file():
+        if (cfg.get("estimator") or "train") != "train":
+            raise StoreError(f"trial {trial} was scored by {cfg['estimator']!r} and never trained, so it has no "
+                             "weights to export; train the architecture first")
         raise StoreError(f"trial {trial} has no saved weights at {weights}")
     registry = registry or Registry()
     _, entry = registry.space(cfg["space_key"])

@@ -30,6 +30,12 @@ DEFAULT_INTENDED_USE = (
     "safety-critical use; a chosen model must be evaluated once on held-out test data, and verified on the target "
     "device, before any such use.")
 
+def _estimator_text(estimator: str) -> str:
+    if estimator == "train":
+        return "training (the task's estimator)"
+    return f"`{estimator}` (zero-cost proxies at initialisation; nothing was trained)"
+
+
 DEFAULT_LIMITATIONS = (
     "Metrics are validation-set estimates taken during the search, at the search's training fidelity; picking the "
     "best of many candidates on the same validation data biases them upwards. Confirm a chosen model on held-out "
@@ -84,6 +90,7 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
           f"- objectives: {', '.join(summary.get('objectives') or []) or '-'}",
           f"- training fidelity: `{_short_json(cfg.get('fidelity') or {})}`; task options "
           f"`{_short_json(cfg.get('task_options') or {})}`",
+          f"- estimator: {_estimator_text(cfg.get('estimator') or 'train')}",
           f"- trials: " + ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items()),
           f"- code: nas-core {code.get('nas_core') or store.meta('nas_core_version')}, git commit "
           f"`{code.get('git_commit') or 'unknown'}`"]
@@ -92,6 +99,9 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
     L.append("")
 
     L += ["## Intended use", "", str(task.get("intended_use") or DEFAULT_INTENDED_USE), ""]
+    if (cfg.get("estimator") or "train") != "train":
+        L += ["**These networks are untrained.** The search scored them with zero-cost proxies at initialisation; "
+              "train a chosen one (e.g. `nas run` on a space narrowed to it) before any use.", ""]
 
     L += ["## Data", ""]
     describe = task.get("describe")

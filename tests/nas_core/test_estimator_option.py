@@ -84,3 +84,29 @@ def test_cli_estimator_option(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nas_core.cli", "run", "digits/cnn", "--estimator", "zero-cost:nope",
                         "--budget", "3", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "'nope'" in r.stderr, r.stderr
+
+
+def test_report_marks_zero_cost_models_untrained_and_export_refuses_them(tmp_path):
+    from nas_core.errors import StoreError
+    from nas_core.export import export_trial
+    from nas_core.report import make_report
+
+    reg = Registry()  # digits ships with the core
+    run_study(StudyConfig(space="digits/cells", budget=3, strategy="random", seed=0, estimator="zero-cost:synflow",
+                          target="digits/cortex-m4", objectives=("zc_synflow:max", "energy_uj:min")),
+              tmp_path, registry=reg)
+    make_report(tmp_path, plot=False)
+    card = (tmp_path / "model_card.md").read_text()
+    assert "These networks are untrained" in card and "`zero-cost:synflow`" in card
+    first = next(t.number for t in _trials(tmp_path) if t.state == TrialState.COMPLETE)
+    with pytest.raises(StoreError, match="never trained"):
+        export_trial(tmp_path, first, "onnx", registry=reg)
+
+
+def test_report_of_a_trained_study_says_training(tmp_path):
+    from nas_core.report import make_report
+
+    run_study(StudyConfig(space="toy/safe", budget=2, strategy="random", seed=0), tmp_path, registry=_reg())
+    make_report(tmp_path, plot=False)
+    card = (tmp_path / "model_card.md").read_text()
+    assert "- estimator: training" in card and "untrained" not in card
