@@ -110,3 +110,17 @@ def test_report_of_a_trained_study_says_training(tmp_path):
     make_report(tmp_path, plot=False)
     card = (tmp_path / "model_card.md").read_text()
     assert "- estimator: training" in card and "untrained" not in card
+
+
+def test_zero_cost_study_resumes_with_its_estimator(tmp_path):
+    from nas_core.study import resume_study
+
+    cfg = StudyConfig(space="toy/safe", budget=3, strategy="random", seed=0, estimator="zero-cost:params")
+    run_study(cfg, tmp_path, registry=_reg())
+    summary = resume_study(tmp_path, budget=5, registry=_reg())
+    assert summary.complete == 5
+    assert all(set(t.metrics) == {"zc_params"} for t in _trials(tmp_path) if t.state == TrialState.COMPLETE)
+    from nas_core.errors import StoreError
+
+    with pytest.raises(StoreError, match="different study"):  # the same directory, another estimator: refused
+        run_study(StudyConfig(space="toy/safe", budget=3, strategy="random", seed=0), tmp_path, registry=_reg())
