@@ -13,6 +13,8 @@ the trial into a failed one with its cause.
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import math
 import time
@@ -58,6 +60,13 @@ class TrainingEstimator(Estimator):
     The metrics are those of the best validation epoch (by macro-F1), and the model
     ends with that epoch's weights, saved to ``ctx.artifact_dir/model.pt`` when
     the study gives a directory (load with ``torch.load(..., weights_only=True)``).
+
+    ``repeats > 1`` trains ``repeats - 1`` more copies of the candidate, each
+    re-initialised under its own seed (``seed + 1``, ...), on the same data. The
+    kept weights and the usual metrics stay those of the first run; the extra
+    metrics ``val_macro_f1_mean``, ``val_macro_f1_std`` and ``val_accuracy_mean``
+    summarise all runs. Rank candidates on the mean when validation results are
+    noisy under a change of seed (``--objective val_macro_f1_mean:max``).
     """
 
     metric_names = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run", "best_epoch")
@@ -66,11 +75,14 @@ class TrainingEstimator(Estimator):
                  batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
                  class_weights: str | None = None, early_stopping_patience: int | None = None,
                  monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None,
-                 class_names: tuple[str, ...] | None = None, class_weight_cap: float | None = None):
+                 class_names: tuple[str, ...] | None = None, class_weight_cap: float | None = None,
+                 repeats: int = 1):
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if not 0.0 < data_fraction <= 1.0:
             raise ConfigError(f"data_fraction must be in (0, 1], got {data_fraction}")
+        if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 20:
+            raise ConfigError(f"repeats must be an integer in 1..20, got {repeats!r}")
         if class_weights not in (None, "balanced"):
             raise ConfigError(f"class_weights must be None or 'balanced', got {class_weights!r}")
         self.data = data
@@ -86,9 +98,13 @@ class TrainingEstimator(Estimator):
         self.threads = threads
         self.class_names = tuple(class_names) if class_names else None
         self.class_weight_cap = class_weight_cap
+        self.repeats = int(repeats)
+        names = type(self).metric_names
         if self.class_names:
-            self.metric_names = type(self).metric_names + tuple(
-                f"val_{c}_{k}" for c in self.class_names for k in ("se", "ppv", "f1", "spec"))
+            names = names + tuple(f"val_{c}_{k}" for c in self.class_names for k in ("se", "ppv", "f1", "spec"))
+        if self.repeats > 1:
+            names = names + ("val_macro_f1_mean", "val_macro_f1_std", "val_accuracy_mean")
+        self.metric_names = names
         self._cache: ClassificationData | None = None
 
     def __getstate__(self) -> dict:
@@ -107,8 +123,7 @@ class TrainingEstimator(Estimator):
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         import torch
-        import lightning.pytorch as pl
-        from torch.utils.data import DataLoader, TensorDataset
+        from torch.utils.data import TensorDataset
 
         for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -139,12 +154,48 @@ class TrainingEstimator(Estimator):
                 w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
             weight = torch.as_tensor(w, dtype=torch.float32)
 
-        pl.seed_everything(ctx.seed, workers=True, verbose=False)
-        gen = torch.Generator().manual_seed(ctx.seed)
+        initial = copy.deepcopy(ctx.model) if self.repeats > 1 else None
+        best, best_state, epochs_run = self._fit(ctx, ctx.model, ctx.seed, train_ds, val_ds, weight, data.n_classes,
+                                                 epochs)
+        # keep the weights the reported metrics belong to (the best validation epoch)
+        ctx.model.load_state_dict(best_state)
+        if ctx.artifact_dir:
+            from pathlib import Path
+
+            out = Path(ctx.artifact_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / "model.pt.tmp"
+            torch.save(ctx.model.state_dict(), tmp)
+            tmp.replace(out / "model.pt")
+        out_metrics = {**best, "epochs_run": epochs_run}
+        if self.repeats > 1:
+            f1s, accs = [best["val_macro_f1"]], [best["val_accuracy"]]
+            for r in range(1, self.repeats):
+                model = copy.deepcopy(initial)
+                torch.manual_seed(ctx.seed + r)
+                for m in model.modules():  # a fresh initialisation under this run's seed
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+                other, _, _ = self._fit(ctx, model, ctx.seed + r, train_ds, val_ds, weight, data.n_classes, epochs)
+                f1s.append(other["val_macro_f1"])
+                accs.append(other["val_accuracy"])
+            out_metrics.update(val_macro_f1_mean=float(np.mean(f1s)), val_macro_f1_std=float(np.std(f1s)),
+                               val_accuracy_mean=float(np.mean(accs)))
+        return out_metrics
+
+    def _fit(self, ctx: EvalContext, model: Any, seed: int, train_ds: Any, val_ds: Any, weight: Any, n_classes: int,
+             epochs: int) -> tuple[dict[str, float], dict, float]:
+        """One training run: (metrics of the best validation epoch, its weights, epochs run)."""
+        import torch
+        import lightning.pytorch as pl
+        from torch.utils.data import DataLoader
+
+        pl.seed_everything(seed, workers=True, verbose=False)
+        gen = torch.Generator().manual_seed(seed)
         train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen)
         val_dl = DataLoader(val_ds, batch_size=1024)
-        module = _ClassifierModule(ctx.model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
-                                   n_classes=data.n_classes, f1_classes=self.macro_f1_classes,
+        module = _ClassifierModule(model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
+                                   n_classes=n_classes, f1_classes=self.macro_f1_classes,
                                    class_names=self.class_names)
         callbacks: list[Any] = [_Guard(ctx)]
         if self.patience:
@@ -156,17 +207,7 @@ class TrainingEstimator(Estimator):
         trainer.fit(module, train_dl, val_dl)
         if module.best is None:
             raise TrialFailed("training produced no validation result")
-        # keep the weights the reported metrics belong to (the best validation epoch)
-        ctx.model.load_state_dict(module.best_state)
-        if ctx.artifact_dir:
-            from pathlib import Path
-
-            out = Path(ctx.artifact_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / "model.pt.tmp"
-            torch.save(ctx.model.state_dict(), tmp)
-            tmp.replace(out / "model.pt")
-        return {**module.best, "epochs_run": float(trainer.current_epoch)}
+        return dict(module.best), module.best_state, float(trainer.current_epoch)
 
 
 class _Guard:

@@ -123,7 +123,7 @@ class DigitsTask(Task):
     """Classify the 8x8 digits; options: epochs, data_fraction, batch_size, lr."""
 
     name = "digits"
-    OPTIONS = ("epochs", "data_fraction", "batch_size", "lr")
+    OPTIONS = ("epochs", "data_fraction", "batch_size", "lr", "repeats")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_core.errors import ConfigError
@@ -140,7 +140,8 @@ class DigitsTask(Task):
         o = self.options
         return TrainingEstimator(digits_search_data, epochs=int(o.get("epochs", 8)),
                                  data_fraction=float(o.get("data_fraction", 1.0)),
-                                 batch_size=int(o.get("batch_size", 64)), lr=float(o.get("lr", 3e-3)))
+                                 batch_size=int(o.get("batch_size", 64)), lr=float(o.get("lr", 3e-3)),
+                                 repeats=o.get("repeats", 1))
 
 
 def _target(name: str):
