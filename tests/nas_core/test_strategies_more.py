@@ -162,7 +162,7 @@ def _reg():
     return Registry([toy.toy_plugin()], discover=False)
 
 
-STUDY_OPTIONS = {"predictor": {"n_init": 4, "n_candidates": 20}, "bayesopt": {"n_initial": 4, "n_parents": 4, "n_mutations": 3, "n_random": 8, "rounds": 1},
+STUDY_OPTIONS = {"predictor": {"n_init": 4, "n_candidates": 20, "model": "gp"}, "bayesopt": {"n_initial": 4, "n_parents": 4, "n_mutations": 3, "n_random": 8, "rounds": 1},
                  "bohb": {**HB, "min_points": 3},
                  "successive_halving": HB, "hyperband": HB}
 
