@@ -26,8 +26,6 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -37,7 +35,6 @@ from nas_core.space import Architecture, Categorical, SearchSpace
 OPS = ("sep3", "sep5", "dil3", "max3", "avg3", "skip")
 #: intermediate nodes per cell
 NODES = 3
-CELLS = ("normal", "reduce")
 
 
 def _cell_dimensions(cell: str) -> list:
@@ -88,16 +85,6 @@ class SepConv(nn.Sequential):
                          nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
 
 
-class Pool(nn.Module):
-    def __init__(self, kind: str, stride: int):
-        super().__init__()
-        self.pool = (nn.MaxPool2d(3, stride, 1) if kind == "max"
-                     else nn.AvgPool2d(3, stride, 1, count_include_pad=False))
-
-    def forward(self, x):
-        return self.pool(x)
-
-
 def make_op(name: str, c: int, stride: int) -> nn.Module:
     if name == "sep3":
         return SepConv(c, 3, stride)
@@ -105,8 +92,10 @@ def make_op(name: str, c: int, stride: int) -> nn.Module:
         return SepConv(c, 5, stride)
     if name == "dil3":
         return SepConv(c, 3, stride, dilation=2)
-    if name in ("max3", "avg3"):
-        return Pool(name[:3], stride)
+    if name == "max3":
+        return nn.MaxPool2d(3, stride, 1)
+    if name == "avg3":
+        return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
     if name == "skip":
         return nn.Identity() if stride == 1 else ReLUConvBN(c, c, 1, stride)
     raise ValueError(f"unknown cell operation {name!r}")

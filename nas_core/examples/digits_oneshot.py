@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from nas_core.errors import ConfigError
 from nas_core.examples.digits import DigitsCNNSpace
-from nas_core.oneshot.mixed import MixedOp, MixedOpSupport, register_mixed_support
+from nas_core.oneshot.mixed import MixedOp, MixedOpSupport
 from nas_core.oneshot.supernet import Supernet, sliced_batch_norm
 from nas_core.space import Architecture
 
@@ -139,9 +139,6 @@ class DigitsMixedSupport(MixedOpSupport):
                 return None
             path[f"stage{i}"] = f"{st['block']}{st['kernel']}"
         return path
-
-
-register_mixed_support(DigitsCNNSpace, lambda space, **options: DigitsMixedSupport(space, **options))
 
 
 # -- elastic supernet over the whole space -------------------------------------------------------------

@@ -18,9 +18,8 @@ A space *declares mixed-op support* with a :class:`MixedOpSupport`: it builds
 the mixed network, names the candidates of each decision and turns one choice
 per decision back into an :class:`~nas_core.space.Architecture` of the space.
 :func:`mixed_support` finds it: the space's own ``mixed_support()`` method if it
-has one, else a factory registered with :func:`register_mixed_support` (the
-digits example and the ECG plugin register theirs when
-``nas_core.examples.digits_oneshot`` and ``nas_ecg.supernet`` are imported).
+has one (the digits and ECG spaces have), else a factory registered with
+:func:`register_mixed_support` (for a space class one cannot edit).
 
 Example::
 
@@ -329,5 +328,4 @@ def mixed_support(space: SearchSpace, **options: Any) -> MixedOpSupport:
     raise ConfigError(
         f"search space '{space.name}' ({type(space).__qualname__}) declares no mixed-op support: give it a "
         "mixed_support() method returning a nas_core.oneshot.MixedOpSupport, or call "
-        "nas_core.oneshot.register_mixed_support(SpaceClass, factory) (the shipped spaces register theirs in "
-        "nas_core.examples.digits_oneshot and nas_ecg.supernet)")
+        "nas_core.oneshot.register_mixed_support(SpaceClass, factory)")

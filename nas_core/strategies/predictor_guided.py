@@ -50,7 +50,6 @@ class PredictorGuided(Strategy):
         self._make = predictor or (_mlp if model == "mlp" else _gp)
         self.data: list[tuple[Architecture, float]] = []
         self._seen: set[str] = set()
-        self._n_fits = 0
 
     def ask(self) -> Architecture:
         if len(self.data) < max(3, self.n_init):
@@ -62,7 +61,6 @@ class PredictorGuided(Strategy):
             return a
         # the fit's seed comes from the strategy's generator, so a state round trip continues identically
         model = self._make(self.space, int(self.rng.integers(2 ** 20)))
-        self._n_fits += 1
         archs = [a for a, _ in self.data]
         model.fit(archs, [v for _, v in self.data])
         top = [a for a, _ in sorted(self.data, key=lambda t: -t[1])[: self.top_k]]
@@ -88,9 +86,8 @@ class PredictorGuided(Strategy):
                 self.data.append((arch, float(value)))
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"data": [[a.to_json(), v] for a, v in self.data], "seen": sorted(self._seen), "n_fits": self._n_fits}
+        return {"data": [[a.to_json(), v] for a, v in self.data], "seen": sorted(self._seen)}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.data = [(Architecture.from_json(a), float(v)) for a, v in state.get("data", [])]
         self._seen = set(state.get("seen", []))
-        self._n_fits = int(state.get("n_fits", 0))

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 from nas_core.errors import ConfigError
 from nas_core.estimators.lightning_trainer import ClassificationData
 from nas_core.oneshot._data import Split, class_weight, recalibrate_bn, to_split
-from nas_core.oneshot.mixed import MixedOp, MixedOpSupport, register_mixed_support
+from nas_core.oneshot.mixed import MixedOp, MixedOpSupport
 from nas_core.oneshot.supernet import Supernet, evaluate_subnet, evolve, sliced_batch_norm
 from nas_core.space import Architecture
 from nas_ecg.space import IN_CHANNELS, N_CLASSES, N_RR, CompoundECGSpace, ECGNet, scaled
@@ -175,9 +175,6 @@ class ECGMixedSupport(MixedOpSupport):
         for s, idx in self._block_positions(spec):
             base.features[idx] = MixedOp(f"stage{s}", [(n, nets[n].features[idx]) for n in self.ops])
         return base
-
-
-register_mixed_support(CompoundECGSpace, lambda space, **options: ECGMixedSupport(space, **options))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,12 +68,6 @@ class ECGEstimator(TrainingEstimator):
         return self._by_fs[fs]
 
 
-def _int_option(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"ecg task: {name} must be an integer, got {value!r}")
-    return value
-
-
 class ECGTask(Task):
     name = "ecg"
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
@@ -119,7 +113,7 @@ class ECGTask(Task):
                             early_stopping_patience=int(o.get("patience", 3)),
                             data_fraction=float(o.get("data_fraction", 1.0)), batch_size=int(o.get("batch_size", 256)),
                             lr=float(o.get("lr", 3e-3)), threads=int(o.get("threads", 1)),
-                            repeats=_int_option("repeats", o.get("repeats", 1)))
+                            repeats=o.get("repeats", 1))
 
     def energy_budget(self, target: HardwareTarget):
         from nas_ecg.budget import EnergyBudget

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import nas_core.examples.digits_oneshot  # noqa: F401 - registers the digits mixed-op support
 from nas_core.errors import ConfigError
 from nas_core.estimators.base import EvalContext
 from nas_core.examples.digits import DigitsCNNSpace, digits_search_data
@@ -195,3 +194,15 @@ def test_space_without_mixed_support_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="declares no mixed-op support"):
         mixed_support(Bare())
+
+
+def test_a_registered_factory_gives_a_space_class_its_mixed_support():
+    class Plain(DigitsCNNSpace):
+        mixed_support = None  # no method of its own: the registry must supply it
+
+    from nas_core.oneshot import register_mixed_support
+
+    register_mixed_support(Plain, lambda space, **options: DigitsMixedSupport(space, **options))
+    support = mixed_support(Plain())
+    assert isinstance(support, DigitsMixedSupport)
+    assert isinstance(mixed_support(DigitsCNNSpace()), DigitsMixedSupport)  # the space's own method
