@@ -125,12 +125,7 @@ class TrainingEstimator(Estimator):
         import torch
         from torch.utils.data import TensorDataset
 
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", module="lightning")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        self._quiet_lightning()
 
         fid = {**self.default_fidelity(), **dict(ctx.fidelity)}
         epochs = int(fid["epochs"])
@@ -146,13 +141,7 @@ class TrainingEstimator(Estimator):
 
         train_ds = tensors(data.x_train, data.y_train, idx)
         val_ds = tensors(data.x_val, data.y_val, None)
-        weight = None
-        if self.class_weights == "balanced":
-            counts = np.bincount(train_ds.tensors[-1].numpy(), minlength=data.n_classes).astype(float)
-            w = np.where(counts > 0, counts.sum() / (data.n_classes * np.maximum(counts, 1)), 0.0)
-            if self.class_weight_cap:
-                w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
-            weight = torch.as_tensor(w, dtype=torch.float32)
+        weight = self.class_weight(train_ds.tensors[-1].numpy(), data.n_classes)
 
         initial = copy.deepcopy(ctx.model) if self.repeats > 1 else None
         best, best_state, epochs_run = self._fit(ctx, ctx.model, ctx.seed, train_ds, val_ds, weight, data.n_classes,
@@ -183,9 +172,36 @@ class TrainingEstimator(Estimator):
                                val_accuracy_mean=float(np.mean(accs)))
         return out_metrics
 
+    def _quiet_lightning(self) -> None:
+        """Silence Lightning's INFO lines and worker warnings; apply ``threads``."""
+        import torch
+
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="lightning")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def class_weight(self, y: np.ndarray, n_classes: int) -> Any:
+        """The loss weights of the classes (``None`` unless ``class_weights="balanced"``), capped."""
+        if self.class_weights != "balanced":
+            return None
+        import torch
+
+        counts = np.bincount(np.asarray(y), minlength=n_classes).astype(float)
+        w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+        if self.class_weight_cap:
+            w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
+        return torch.as_tensor(w, dtype=torch.float32)
+
     def _fit(self, ctx: EvalContext, model: Any, seed: int, train_ds: Any, val_ds: Any, weight: Any, n_classes: int,
              epochs: int) -> tuple[dict[str, float], dict, float]:
-        """One training run: (metrics of the best validation epoch, its weights, epochs run)."""
+        """One training run: (metrics of the best validation epoch, its weights, epochs run).
+
+        With ``val_ds=None`` there is no validation and no early stopping: the run
+        lasts ``epochs`` epochs and returns ``({}, final weights, epochs run)``.
+        """
         import torch
         import lightning.pytorch as pl
         from torch.utils.data import DataLoader
@@ -193,17 +209,21 @@ class TrainingEstimator(Estimator):
         pl.seed_everything(seed, workers=True, verbose=False)
         gen = torch.Generator().manual_seed(seed)
         train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen)
-        val_dl = DataLoader(val_ds, batch_size=1024)
+        val_dl = DataLoader(val_ds, batch_size=1024) if val_ds is not None else None
         module = _ClassifierModule(model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
                                    n_classes=n_classes, f1_classes=self.macro_f1_classes,
                                    class_names=self.class_names)
         callbacks: list[Any] = [_Guard(ctx)]
-        if self.patience:
+        if self.patience and val_dl is not None:
             callbacks.append(pl.callbacks.EarlyStopping(monitor=self.monitor, mode="max" if "loss" not in self.monitor else "min",
                                                         patience=int(self.patience)))
         trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, deterministic=True, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=callbacks, num_sanity_val_steps=0)
+                             callbacks=callbacks, num_sanity_val_steps=0,
+                             limit_val_batches=1.0 if val_dl is not None else 0)
+        if val_dl is None:
+            trainer.fit(module, train_dl)
+            return {}, {k: v.detach().clone() for k, v in model.state_dict().items()}, float(trainer.current_epoch)
         trainer.fit(module, train_dl, val_dl)
         if module.best is None:
             raise TrialFailed("training produced no validation result")
