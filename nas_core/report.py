@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -146,9 +147,29 @@ def _reason_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
     for t in trials:
         if t.state == TrialState.REJECTED and t.reason:
             for part in t.reason.split("; "):
-                key = part.split(" = ")[0] + " over limit" if " = " in part else part
+                key = _reason_key(part)
                 counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def _reason_key(part: str) -> str:
+    """Summary of one rejection reason: ``"fs_hz below limit"``, ``"params above limit"``, or the reason itself.
+
+    The direction comes from the constraint's operator (``"m = v violates m >= b"`` is
+    below its limit) or, for a domain reason, from its wording (``"... is below ..."``).
+    """
+    if " = " not in part:
+        return part
+    metric = part.split(" = ")[0]
+    m = re.search(rf"violates {re.escape(metric)} (<=|>=|==|<|>) ", part)
+    if m:
+        return metric + {"<=": " above limit", "<": " above limit", ">=": " below limit", ">": " below limit"}.get(
+            m.group(1), " not at required value")
+    if re.search(r"\b(is|are) (below|under|less than)\b", part):
+        return metric + " below limit"
+    if re.search(r"\b(is|are) (above|over|more than|greater than)\b|\bexceeds\b", part):
+        return metric + " above limit"
+    return metric + " outside limits"
 
 
 def _plot(path: Path, complete: Sequence[TrialRecord], front: Sequence[TrialRecord],
