@@ -4,7 +4,9 @@ The data layer of the ECG plugin. It reads the 48 records of the MIT-BIH
 Arrhythmia Database (Moody & Mark 2001) through :mod:`wfdb`, keeps every
 annotated beat, labels it with the five AAMI EC57 classes and cuts one window
 of the MLII lead around each annotated R peak, at any sampling rate up to the
-database's 360 Hz. Splits follow the inter-patient protocol of de Chazal et al.
+database's 360 Hz. The lead is band-limited to a declared clinical band
+(default the monitoring band 0.67-40 Hz, zero-phase Butterworth at 360 Hz)
+before it is resampled, so a model at any rate sees that band and no more. Splits follow the inter-patient protocol of de Chazal et al.
 (2004): DS1 for training and validation (whole records held out), DS2 for the
 final test only, reachable through :meth:`MitBih.final_test_set` with an
 explicit confirmation and logged at every access.
@@ -14,7 +16,7 @@ Example (needs the database; ``MITDB_DIR`` points at the folder with ``100.hea``
     from nas_data.mitdb import MitBih, FINAL_EVALUATION
 
     db = MitBih()                                  # data_dir from MITDB_DIR
-    train, val = db.search_splits(180.0)           # DS1 only
+    train, val = db.search_splits(180.0)           # DS1 only, band 0.67-40 Hz
     train.x.shape, train.rr.shape, train.y[:5]     # (n, 126), (n, 5), labels 0..4
     # once, at the very end of a project:
     test = db.final_test_set(180.0, confirm=FINAL_EVALUATION, purpose="model card v1")
@@ -50,8 +52,10 @@ RecordName = Union[str, int]
 __all__ = [
     "AAMI_CLASSES",
     "ACCESS_LOG_NAME",
+    "BAND_FILTER",
     "BASELINE_WINDOWS_S",
     "BeatSet",
+    "DEFAULT_BAND",
     "DEFAULT_VAL_RECORDS",
     "DEFAULT_WINDOW",
     "DS1",
@@ -60,13 +64,18 @@ __all__ = [
     "FINAL_EVALUATION",
     "LEAD",
     "LOCAL_RR_BEATS",
+    "MONITORING_BAND",
     "MitBih",
     "NATIVE_FS_HZ",
     "PACED_RECORDS",
     "PREPROCESS_VERSION",
     "RR_FEATURES",
     "SYMBOL_TO_CLASS",
+    "band_filter",
+    "band_limit",
     "beat_windows",
+    "check_band",
+    "preprocess_signal",
     "remove_baseline",
     "resample",
     "resample_ratio",
@@ -142,8 +151,36 @@ LOCAL_RR_BEATS = 10
 #: Median-filter lengths of the baseline estimate (de Chazal et al. 2004), seconds.
 BASELINE_WINDOWS_S: tuple[float, float] = (0.2, 0.6)
 
+#: The monitoring band of the AHA recommendations, ``(f_low, f_high)`` in Hz.
+#: The same pair as ``nas_ecg.budget.BANDS["monitoring"]`` (the data layer does
+#: not import the plugin; a test keeps the two equal).
+MONITORING_BAND: tuple[float, float] = (0.67, 40.0)
+
+#: Band the loader filters to unless told otherwise (``band=None``: no band filter).
+DEFAULT_BAND: tuple[float, float] | None = MONITORING_BAND
+
+#: The band-limiting filter of :func:`band_filter` (part of every cache key):
+#: Butterworth high-pass of order ``highpass_order`` at ``f_low`` and low-pass
+#: of order ``lowpass_order`` at ``f_high``, designed at 360 Hz as second-order
+#: sections and run forward and backward (:func:`scipy.signal.sosfiltfilt`), so
+#: the applied magnitude is ``|H|^2`` and the phase is zero. The design corner
+#: frequencies are moved outward so that ``|H|^2`` is -3 dB exactly at
+#: ``f_low`` and ``f_high`` (see :func:`band_filter`).
+BAND_FILTER: Mapping[str, object] = MappingProxyType(
+    {
+        "design": "butterworth",
+        "highpass_order": 2,
+        "lowpass_order": 4,
+        "application": "sosfiltfilt",
+        "edge_db": -3.0,
+        "pad_s_times_f_low": 3.0,
+    }
+)
+
 #: Bumped whenever the preprocessing changes; part of every cache key.
-PREPROCESS_VERSION = 1
+#: 1: median baseline removal only. 2: band-limiting to ``band`` instead (median
+#: baseline removal only with ``band=None``), before resampling.
+PREPROCESS_VERSION = 2
 
 _MAX_DENOMINATOR = 1000
 _RECORD_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -157,7 +194,8 @@ class BeatSet:
     """Beats of one or more records as parallel numpy arrays.
 
     Attributes:
-        x: ``float32 (n, L)`` MLII windows in mV (baseline removed; per-beat
+        x: ``float32 (n, L)`` MLII windows in mV (band-limited; baseline
+            removed by median filters with ``band=None``; per-beat
             standardised if asked), the annotated R peak at column
             ``round(window[0] * fs_hz)``.
         rr: ``float32 (n, 5)`` RR features, columns named by :data:`RR_FEATURES`.
@@ -231,6 +269,9 @@ class Ds2Access:
     timestamp: str
     fs_hz: float
     purpose: str
+    #: ``(f_low, f_high)`` the beats were band-limited to; ``None`` for no band
+    #: filter (also for lines written before preprocessing version 2).
+    band: tuple[float, float] | None = None
 
 
 # --------------------------------------------------------------------------- signal functions
@@ -280,6 +321,155 @@ def remove_baseline(signal: np.ndarray, fs_hz: float = NATIVE_FS_HZ) -> np.ndarr
         size = int(round(seconds * fs_hz)) // 2 * 2 + 1
         baseline = median_filter(baseline, size=size, mode="nearest")
     return x - baseline
+
+
+def check_band(band: Sequence[float] | None, fs_hz: float) -> tuple[float, float] | None:
+    """Validate a clinical band ``(f_low, f_high)`` in Hz for a signal sampled at ``fs_hz``.
+
+    ``None`` means "no band filter" and is returned as is. Otherwise the band
+    must be two finite numbers with ``0 <= f_low < f_high < fs_hz / 2`` (the
+    upper edge below the Nyquist frequency of the rate the beats are made at);
+    ``f_low = 0`` asks for a low-pass only. Returns ``(float(f_low), float(f_high))``.
+
+    Raises:
+        ConfigError: naming the band, the rule it breaks and the rate.
+    """
+    if band is None:
+        return None
+    if isinstance(band, (str, bytes)) or not isinstance(band, Sequence) or len(band) != 2:
+        raise ConfigError(
+            f"band={band!r} must be a pair (f_low, f_high) in Hz, e.g. the monitoring band "
+            f"{MONITORING_BAND}, or None for no band filter"
+        )
+    for value in band:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise ConfigError(f"band={tuple(band)!r}: the edges must be finite numbers in Hz, got {value!r}")
+    lo, hi = float(band[0]), float(band[1])
+    if lo < 0:
+        raise ConfigError(f"band={tuple(band)!r}: f_low = {lo:g} Hz is negative; give 0 <= f_low < f_high")
+    if lo >= hi:
+        raise ConfigError(f"band={tuple(band)!r}: f_low = {lo:g} Hz is not below f_high = {hi:g} Hz; give f_low < f_high")
+    nyquist = float(fs_hz) / 2
+    if hi >= nyquist:
+        raise ConfigError(
+            f"band={tuple(band)!r}: f_high = {hi:g} Hz is not below the Nyquist frequency {nyquist:g} Hz "
+            f"of fs_hz={float(fs_hz):g}; lower f_high or raise the sampling rate (fs_hz > 2 x f_high)"
+        )
+    return lo, hi
+
+
+def _corner(f_edge: float, order: int, fs_hz: float, highpass: bool) -> float:
+    """Butterworth design corner whose forward-backward response is -3 dB at ``f_edge``.
+
+    A Butterworth filter of order ``n`` is -3 dB at its corner; run forward and
+    backward its magnitude is squared, ``1 / (1 + (W / Wc)^(2n))`` for a
+    low-pass in the bilinear-warped frequency ``W = 2 fs tan(pi f / fs)``, which
+    is ``1/sqrt(2)`` at ``W = c Wc`` with ``c = (sqrt(2) - 1)^(1/(2n))``. So the
+    low-pass corner is ``W(f_edge) / c`` and the high-pass corner ``W(f_edge) * c``,
+    mapped back through the warping.
+    """
+    c = (math.sqrt(2.0) - 1.0) ** (1.0 / (2 * order))
+    warped = 2 * fs_hz * math.tan(math.pi * f_edge / fs_hz)
+    warped = warped * c if highpass else warped / c
+    return fs_hz / math.pi * math.atan(warped / (2 * fs_hz))
+
+
+def band_filter(band: Sequence[float], fs_hz: float = NATIVE_FS_HZ) -> np.ndarray:
+    """Second-order sections of the band-limiting filter for ``band`` at ``fs_hz``.
+
+    A Butterworth high-pass of order ``BAND_FILTER["highpass_order"]`` (2) at
+    ``f_low`` (left out when ``f_low == 0``) cascaded with a Butterworth
+    low-pass of order ``BAND_FILTER["lowpass_order"]`` (4) at ``f_high``, as
+    ``scipy.signal`` SOS rows. It is meant to be run forward and backward
+    (:func:`band_limit`): the corners are placed (:func:`_corner`) so that the
+    *squared* magnitude, the response of the zero-phase filter, is -3 dB at
+    ``f_low`` and ``f_high``. ``scipy.signal.sosfreqz(sos, worN=f, fs=fs_hz)``
+    gives ``H``; the applied response is ``|H|^2``.
+
+    For the monitoring band at 360 Hz, ``|H|^2`` is -3.0 dB at 0.67 and 40 Hz,
+    0.0 dB at 10 Hz, -7.4 dB at 0.5 Hz, -34.5 dB at 0.2 Hz (respiratory
+    baseline wander), -24.9 dB at 60 Hz (mains), -50.4 dB at 80 Hz and -74.8 dB
+    at 100 Hz.
+
+    Raises:
+        ConfigError: a band :func:`check_band` rejects at ``fs_hz``.
+    """
+    from scipy.signal import butter
+
+    checked = check_band(band, fs_hz)
+    if checked is None:
+        raise ConfigError("band_filter needs a band (f_low, f_high); band=None means no filter")
+    lo, hi = checked
+    n_hp, n_lp = int(BAND_FILTER["highpass_order"]), int(BAND_FILTER["lowpass_order"])  # type: ignore[call-overload]
+    sections = [butter(n_lp, _corner(hi, n_lp, fs_hz, highpass=False), "lowpass", fs=fs_hz, output="sos")]
+    if lo > 0:
+        sections.insert(0, butter(n_hp, _corner(lo, n_hp, fs_hz, highpass=True), "highpass", fs=fs_hz, output="sos"))
+    return np.vstack(sections)
+
+
+def band_limit(signal: np.ndarray, band: Sequence[float], fs_hz: float = NATIVE_FS_HZ) -> np.ndarray:
+    """Band-limit ``signal`` to ``band`` with the zero-phase filter of :func:`band_filter`.
+
+    Runs :func:`scipy.signal.sosfiltfilt` (forward and backward, so no phase
+    shift: the annotated R peaks stay where they are). The signal is extended
+    at both ends by odd reflection over ``3 / f_low`` seconds (4.5 s for
+    0.67 Hz), about three time constants of the high-pass, so beats near the
+    start or end of a record see no start-up transient.
+
+    Zero phase is an offline choice: a device filters causally (an IIR such as
+    these sections run once, or a Butterworth of twice the orders designed at
+    the band edges, which has the same -3 dB points and asymptotic roll-off).
+    A causal filter delays and distorts the waveform by its group delay (a few
+    milliseconds at the QRS frequencies, hundreds near 0.67 Hz), which would
+    move every beat off its annotated R peak and change the training windows
+    by an amount that depends on the record's content; the zero-phase filter
+    keeps the annotations aligned, and the AHA recommendations accept the
+    0.67 Hz low edge for filters without phase distortion.
+    """
+    from scipy.signal import sosfiltfilt
+
+    x = np.asarray(signal, dtype=np.float64)
+    sos = band_filter(band, fs_hz)
+    lo = float(band[0])
+    pad_s = float(BAND_FILTER["pad_s_times_f_low"]) / lo if lo > 0 else 0.1  # type: ignore[arg-type]
+    padlen = min(len(x) - 1, int(math.ceil(pad_s * fs_hz)))
+    return sosfiltfilt(sos, x, padlen=max(padlen, 0))
+
+
+def preprocess_signal(
+    signal: np.ndarray, fs_hz: float, band: Sequence[float] | None = DEFAULT_BAND
+) -> tuple[np.ndarray, float]:
+    """The loader's signal chain for one 360 Hz lead: filter at 360 Hz, then resample to ``fs_hz``.
+
+    - With a ``band`` (default :data:`DEFAULT_BAND`, the monitoring band):
+      :func:`band_limit` only. Its high-pass edge removes the baseline wander,
+      so the median filters are not applied, and the chain before the
+      resampler is one linear, zero-phase filter whose response is the
+      declared band (-3 dB at both edges), as :func:`band_filter` states.
+    - With ``band=None``: :func:`remove_baseline` (median filters) and no band
+      filter, the chain of preprocessing version 1; content up to the
+      resampler's cut-off at ``fs_hz / 2`` is kept.
+
+    Then :func:`resample`. Returns the signal and the exact output rate.
+
+    Why not both: the median baseline estimate is nonlinear and, on a
+    sinusoid, acts as a high-pass near 1.5 Hz (-17.9 dB at 0.67 Hz, -9.7 dB at
+    1 Hz, +2.5 dB at 2 Hz), so in front of the band-pass it would cut the
+    0.67-1.5 Hz part of the band the label promises and make the response
+    signal-dependent. The price: the level 250-167 ms before the R peak varies
+    more from beat to beat (median over the 22 DS1 records 0.050 mV with the
+    band-pass against 0.041 mV with the median filters).
+
+    Raises:
+        ConfigError: a bad rate, or a band :func:`check_band` rejects at the output rate.
+    """
+    ratio = resample_ratio(fs_hz)
+    checked = check_band(band, NATIVE_FS_HZ * ratio.numerator / ratio.denominator)
+    if checked is None:
+        filtered = remove_baseline(signal, NATIVE_FS_HZ)
+    else:
+        filtered = band_limit(signal, checked, NATIVE_FS_HZ)
+    return resample(filtered, fs_hz)
 
 
 def resample(signal: np.ndarray, fs_hz: float) -> tuple[np.ndarray, float]:
@@ -422,7 +612,8 @@ def _read_lead(stem: Path) -> np.ndarray:
 
 
 def _preprocess_record(
-    stem: Path, fs_hz: float, before: int, after: int, standardize: bool
+    stem: Path, fs_hz: float, before: int, after: int, standardize: bool,
+    band: tuple[float, float] | None = DEFAULT_BAND,
 ) -> dict[str, np.ndarray]:
     """Read, filter, resample and cut one record into beat arrays (no cache)."""
     samples, labels = _read_annotations(stem)
@@ -433,8 +624,7 @@ def _preprocess_record(
             f"{len(signal)} samples; the files do not belong together"
         )
     rr = rr_features(samples, NATIVE_FS_HZ)
-    filtered = remove_baseline(signal, NATIVE_FS_HZ)
-    resampled, fs_out = resample(filtered, fs_hz)
+    resampled, fs_out = preprocess_signal(signal, fs_hz, band)
     peaks = np.floor(samples * (fs_out / NATIVE_FS_HZ) + 0.5).astype(np.int64)
     peaks = np.clip(peaks, 0, len(resampled) - 1)
     x = beat_windows(resampled, peaks, before, after)
@@ -586,6 +776,7 @@ class MitBih:
         *,
         window: Sequence[float] = DEFAULT_WINDOW,
         standardize: bool = False,
+        band: Sequence[float] | None = DEFAULT_BAND,
     ) -> BeatSet:
         """Every annotated beat of ``records`` as windows, RR features and labels.
 
@@ -596,14 +787,21 @@ class MitBih:
                 ``round(before*fs) + round(after*fs)`` samples, the R peak at
                 index ``round(before*fs)``.
             standardize: z-score each window (zero mean, unit deviation).
-                Default ``False``: windows stay in mV after baseline removal,
+                Default ``False``: windows stay in mV after filtering,
                 so amplitude, which separates many V beats, is kept.
+            band: ``(f_low, f_high)`` in Hz the lead is band-limited to at
+                360 Hz before resampling (zero-phase Butterworth,
+                :func:`band_limit`, -3 dB at both edges; its high-pass edge
+                replaces the median baseline removal); default the monitoring
+                band :data:`MONITORING_BAND` ``(0.67, 40.0)``. ``None``: no
+                band filter, the median baseline removal of preprocessing
+                version 1 instead (content up to ``fs_hz / 2`` is kept).
 
         Raises:
-            ConfigError: a DS2 record (use :meth:`final_test_set`), a bad rate
-                or window, a missing or corrupt file, a record without MLII.
+            ConfigError: a DS2 record (use :meth:`final_test_set`), a bad rate,
+                window or band, a missing or corrupt file, a record without MLII.
         """
-        return self._beats(records, fs_hz, window=window, standardize=standardize, allow_ds2=False)
+        return self._beats(records, fs_hz, window=window, standardize=standardize, band=band, allow_ds2=False)
 
     def search_splits(
         self,
@@ -612,12 +810,14 @@ class MitBih:
         val_records: Iterable[RecordName] = DEFAULT_VAL_RECORDS,
         window: Sequence[float] = DEFAULT_WINDOW,
         standardize: bool = False,
+        band: Sequence[float] | None = DEFAULT_BAND,
     ) -> tuple[BeatSet, BeatSet]:
         """Training and validation beats for a search, from DS1 only.
 
         ``val_records`` (default :data:`DEFAULT_VAL_RECORDS`) are held out whole;
         the other DS1 records train. Validation never shares a patient with
-        training, as the inter-patient protocol requires.
+        training, as the inter-patient protocol requires. ``window``,
+        ``standardize`` and ``band`` are as in :meth:`beats`.
 
         Raises:
             ConfigError: a validation record outside DS1, or all DS1 held out.
@@ -632,8 +832,8 @@ class MitBih:
         train = tuple(r for r in DS1 if r not in val)
         if not train:
             raise ConfigError("val_records hold out every DS1 record; leave some DS1 records for training")
-        train_set = self._beats(train, fs_hz, window=window, standardize=standardize, allow_ds2=False)
-        val_set = self._beats(val, fs_hz, window=window, standardize=standardize, allow_ds2=False)
+        train_set = self._beats(train, fs_hz, window=window, standardize=standardize, band=band, allow_ds2=False)
+        val_set = self._beats(val, fs_hz, window=window, standardize=standardize, band=band, allow_ds2=False)
         return train_set, val_set
 
     def final_test_set(
@@ -644,19 +844,24 @@ class MitBih:
         purpose: str = "unspecified",
         window: Sequence[float] = DEFAULT_WINDOW,
         standardize: bool = False,
+        band: Sequence[float] | None = DEFAULT_BAND,
     ) -> BeatSet:
         """The DS2 test beats, for the final evaluation of chosen models only.
 
-        Every call appends ``<UTC time>\\tfs_hz=<fs>\\twindow=<b>,<a>\\tpurpose=<purpose>``
+        Every call appends
+        ``<UTC time>\\tfs_hz=<fs>\\twindow=<b>,<a>\\tband=<lo>,<hi>|none\\tpurpose=<purpose>``
         to :attr:`access_log`, so a report can state how often the test set
         was opened (see :meth:`ds2_accesses`).
 
         Args:
             confirm: must equal :data:`FINAL_EVALUATION` (``"final-evaluation"``).
             purpose: why the test set is opened, written to the log.
+            window, standardize, band: as in :meth:`beats`; evaluate a model
+                with the same values it was searched and trained with.
 
         Raises:
-            ConfigError: ``confirm`` is not :data:`FINAL_EVALUATION`.
+            ConfigError: ``confirm`` is not :data:`FINAL_EVALUATION`, or a bad
+                rate, window or band (checked before anything is logged).
         """
         if confirm != FINAL_EVALUATION:
             raise ConfigError(
@@ -666,9 +871,11 @@ class MitBih:
                 f"models (got confirm={confirm!r})"
             )
         ratio = resample_ratio(fs_hz)
-        before, after, _, _ = _check_window(window, NATIVE_FS_HZ * float(ratio))
-        self._log_access(NATIVE_FS_HZ * float(ratio), before, after, purpose)
-        return self._beats(DS2, fs_hz, window=window, standardize=standardize, allow_ds2=True)
+        fs_out = NATIVE_FS_HZ * ratio.numerator / ratio.denominator
+        before, after, _, _ = _check_window(window, fs_out)
+        checked = check_band(band, fs_out)
+        self._log_access(fs_out, before, after, checked, purpose)
+        return self._beats(DS2, fs_hz, window=window, standardize=standardize, band=checked, allow_ds2=True)
 
     def ds2_accesses(self) -> tuple[Ds2Access, ...]:
         """Every opening of DS2 recorded in :attr:`access_log`, oldest first."""
@@ -680,11 +887,18 @@ class MitBih:
             if len(fields) < 4:
                 continue
             values = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+            band: tuple[float, float] | None = None
+            try:
+                lo, hi = (float(v) for v in values.get("band", "none").split(","))
+                band = (lo, hi)
+            except ValueError:
+                band = None
             out.append(
                 Ds2Access(
                     timestamp=fields[0],
                     fs_hz=float(values.get("fs_hz", "nan")),
                     purpose=values.get("purpose", ""),
+                    band=band,
                 )
             )
         return tuple(out)
@@ -724,6 +938,7 @@ class MitBih:
         *,
         window: Sequence[float],
         standardize: bool,
+        band: Sequence[float] | None,
         allow_ds2: bool,
     ) -> BeatSet:
         names = _normalise_records(records)
@@ -739,11 +954,13 @@ class MitBih:
         ratio = resample_ratio(fs_hz)
         fs_out = NATIVE_FS_HZ * ratio.numerator / ratio.denominator
         before, after, b, a = _check_window(window, fs_out)
-        parts = [self._record_beats(n, ratio, before, after, b, a, bool(standardize)) for n in names]
+        checked = check_band(band, fs_out)
+        parts = [self._record_beats(n, ratio, before, after, b, a, bool(standardize), checked) for n in names]
         return BeatSet.concatenate(parts)
 
     def _record_beats(
-        self, name: str, ratio: Fraction, before: float, after: float, b: int, a: int, standardize: bool
+        self, name: str, ratio: Fraction, before: float, after: float, b: int, a: int, standardize: bool,
+        band: tuple[float, float] | None,
     ) -> BeatSet:
         stem = self._data_dir / name
         key = {
@@ -757,13 +974,15 @@ class MitBih:
             "preprocess_version": PREPROCESS_VERSION,
             "baseline_s": list(BASELINE_WINDOWS_S),
             "local_rr_beats": LOCAL_RR_BEATS,
+            "band_hz": None if band is None else list(band),
+            "band_filter": dict(BAND_FILTER),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         fs_tag = f"{NATIVE_FS_HZ * float(ratio):g}".replace(".", "p")
         path = self._cache_dir / f"{name}_{fs_tag}hz_{digest}.npz"
         arrays = self._load_cached(path)
         if arrays is None:
-            arrays = _preprocess_record(stem, NATIVE_FS_HZ * float(ratio), b, a, standardize)
+            arrays = _preprocess_record(stem, NATIVE_FS_HZ * float(ratio), b, a, standardize, band)
             self._store(path, arrays)
         n = len(arrays["y"])
         return BeatSet(
@@ -823,10 +1042,13 @@ class MitBih:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def _log_access(self, fs_hz: float, before: float, after: float, purpose: str) -> None:
+    def _log_access(
+        self, fs_hz: float, before: float, after: float, band: tuple[float, float] | None, purpose: str
+    ) -> None:
         text = " ".join(str(purpose).split()) or "unspecified"
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        line = f"{stamp}\tfs_hz={fs_hz:g}\twindow={before:g},{after:g}\tpurpose={text}\n"
+        band_text = "none" if band is None else f"{band[0]:g},{band[1]:g}"
+        line = f"{stamp}\tfs_hz={fs_hz:g}\twindow={before:g},{after:g}\tband={band_text}\tpurpose={text}\n"
         try:
             self._cache_dir.mkdir(parents=True, exist_ok=True)
             with open(self.access_log, "a", encoding="utf-8") as fh:

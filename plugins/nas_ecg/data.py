@@ -1,9 +1,13 @@
 """Model inputs for ECG beat classification, built on :mod:`nas_data.mitdb`.
 
-Each beat becomes two inputs:
+The loader band-limits the MLII lead to a clinical band before resampling;
+:func:`search_arrays`, :func:`search_data` and :func:`final_test_data` take it
+as ``band`` (default :data:`MONITORING_BAND`, 0.67-40 Hz, the same pair as
+``budget.BANDS["monitoring"]``; ``None``: no band filter, median baseline
+removal only). Each beat then becomes two inputs:
 
-* ``x``: ``(2, L)`` -- channel 0 the MLII beat window (baseline removed, in mV),
-  channel 1 the beat minus the running median of the previous
+* ``x``: ``(2, L)`` -- channel 0 the MLII beat window (band-limited, which
+  removes the baseline wander; in mV), channel 1 the beat minus the running median of the previous
   :data:`REFERENCE_BEATS` beats of the same record. The second channel is a
   label-free, *causal* patient reference (past beats only, so a device can
   compute it in real time): it shows how this beat differs from the patient's
@@ -34,6 +38,9 @@ from nas_core.estimators.lightning_trainer import ClassificationData
 REFERENCE_BEATS = 8
 LONG_RR_BEATS = 300
 N_RR = 8
+#: The band the loader filters to by default: the monitoring band, equal to
+#: ``nas_ecg.budget.BANDS["monitoring"]`` and to ``nas_data.mitdb.MONITORING_BAND``.
+MONITORING_BAND: tuple[float, float] = (0.67, 40.0)
 CLASSES = ("N", "S", "V", "F", "Q")
 #: classes averaged in the macro-F1 that searches optimise (Q: 8 beats in DS1, 7 in DS2)
 F1_CLASSES = (0, 1, 2, 3)
@@ -95,26 +102,36 @@ def _arrays(beats) -> EcgArrays:
 
 
 def search_arrays(fs_hz: float, *, data_dir=None, cache_dir=None, val_records: Sequence[str] | None = None,
-                  download: bool = False) -> tuple[EcgArrays, EcgArrays]:
-    """DS1 only: training records and whole held-out validation records."""
+                  download: bool = False, band: Sequence[float] | None = MONITORING_BAND) -> tuple[EcgArrays, EcgArrays]:
+    """DS1 only: training records and whole held-out validation records.
+
+    ``band`` goes to the loader (``(f_low, f_high)`` in Hz, or ``None`` for no
+    band filter); it is checked before any record is read.
+    """
     mit = _loader(data_dir, cache_dir, download)
     kwargs = {} if val_records is None else {"val_records": tuple(val_records)}
-    train, val = mit.search_splits(fs_hz, **kwargs)
+    train, val = mit.search_splits(fs_hz, band=band, **kwargs)
     return _arrays(train), _arrays(val)
 
 
-def search_data(fs_hz: float, *, data_dir=None, cache_dir=None, val_records=None, download=False) -> ClassificationData:
+def search_data(fs_hz: float, *, data_dir=None, cache_dir=None, val_records=None, download=False,
+                band: Sequence[float] | None = MONITORING_BAND) -> ClassificationData:
+    """:func:`search_arrays` as the trainer's :class:`ClassificationData` (inputs ``(x, rr)``)."""
     train, val = search_arrays(fs_hz, data_dir=data_dir, cache_dir=cache_dir, val_records=val_records,
-                               download=download)
+                               download=download, band=band)
     return ClassificationData((train.x, train.rr), train.y, (val.x, val.rr), val.y, n_classes=len(CLASSES))
 
 
-def final_test_data(fs_hz: float, *, purpose: str, data_dir=None, cache_dir=None) -> EcgArrays:
-    """DS2, for the one final evaluation of chosen models (logged by the loader)."""
+def final_test_data(fs_hz: float, *, purpose: str, data_dir=None, cache_dir=None,
+                    band: Sequence[float] | None = MONITORING_BAND) -> EcgArrays:
+    """DS2, for the one final evaluation of chosen models (logged by the loader).
+
+    Pass the ``band`` the model was searched and trained with.
+    """
     from nas_data.mitdb import FINAL_EVALUATION
 
     mit = _loader(data_dir, cache_dir)
-    return _arrays(mit.final_test_set(fs_hz, confirm=FINAL_EVALUATION, purpose=purpose))
+    return _arrays(mit.final_test_set(fs_hz, confirm=FINAL_EVALUATION, purpose=purpose, band=band))
 
 
 def default_data_dir() -> Path | None:

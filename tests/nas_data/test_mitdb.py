@@ -21,9 +21,13 @@ from nas_data.mitdb import (
     DS1,
     DS2,
     FINAL_EVALUATION,
+    MONITORING_BAND,
     BeatSet,
     MitBih,
+    band_limit,
     beat_windows,
+    check_band,
+    preprocess_signal,
     remove_baseline,
     resample,
     resample_ratio,
@@ -330,13 +334,18 @@ def test_lead_is_chosen_by_name_on_114(db: MitBih, mitdb_dir: Path) -> None:
     import wfdb
 
     beats = db.beats("114", 360)
+    unfiltered = db.beats("114", 360, band=None)
     rec = wfdb.rdrecord(str(mitdb_dir / "114"))
     assert rec.sig_name == ["V5", "MLII"]
     ann_samples = beats.sample
     for lead, should_match in (("MLII", True), ("V5", False)):
-        sig = remove_baseline(rec.p_signal[:, rec.sig_name.index(lead)], 360)
-        windows = beat_windows(sig, ann_samples, 90, 162).astype(np.float32)
+        lead_mv = rec.p_signal[:, rec.sig_name.index(lead)]
+        # the default chain at 360 Hz (no resampling): the monitoring band-pass alone
+        windows = beat_windows(band_limit(lead_mv, MONITORING_BAND, 360), ann_samples, 90, 162).astype(np.float32)
         assert np.allclose(windows, beats.x, atol=1e-5) == should_match
+        # band=None: the median baseline removal, as in preprocessing version 1
+        windows = beat_windows(remove_baseline(lead_mv, 360), ann_samples, 90, 162).astype(np.float32)
+        assert np.allclose(windows, unfiltered.x, atol=1e-5) == should_match
 
 
 def test_record_without_mlii_names_its_leads(db: MitBih) -> None:
@@ -394,7 +403,8 @@ def test_every_ds2_access_is_logged(db: MitBih, test_set: BeatSet) -> None:
     assert np.array_equal(again.y, test_set.y)
     lines = db.access_log.read_text().splitlines()
     assert len(lines) == len(entries) + 1
-    assert lines[-1].endswith("\tfs_hz=180\twindow=0.25,0.45\tpurpose=second look")
+    assert lines[-1].endswith("\tfs_hz=180\twindow=0.25,0.45\tband=0.67,40\tpurpose=second look")
+    assert db.ds2_accesses()[-1].band == MONITORING_BAND
 
 
 def test_second_call_is_served_from_cache(db: MitBih, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -426,3 +436,103 @@ def test_r_peak_stays_at_the_window_centre(db: MitBih, fs: float) -> None:
     beats = db.beats(["115", "122"], fs)  # normal-only records
     mean_normal = beats.x[beats.y == 0].mean(axis=0)
     assert abs(int(np.argmax(mean_normal)) - round(0.25 * fs)) <= 1
+
+
+# --------------------------------------------------------------------------- band-limiting (preprocessing version 2)
+
+
+@pytest.mark.parametrize(
+    "band, fs, words",
+    [
+        ((0.67, 100.0), 180.0, ["f_high = 100 Hz", "Nyquist frequency 90 Hz", "fs_hz=180"]),
+        ((0.67, 90.0), 180.0, ["f_high = 90 Hz", "Nyquist"]),
+        ((40.0, 0.67), 180.0, ["f_low = 40 Hz", "not below f_high"]),
+        ((5.0, 5.0), 180.0, ["not below f_high"]),
+        ((-0.5, 40.0), 180.0, ["negative"]),
+        ((0.67, float("nan")), 180.0, ["finite"]),
+        ((0.67, "40"), 180.0, ["finite"]),
+        ((40.0,), 180.0, ["pair"]),
+        ("monitoring", 180.0, ["pair"]),
+        (40.0, 180.0, ["pair"]),
+    ],
+)
+def test_bad_band_is_a_config_error(band: object, fs: float, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        check_band(band, fs)  # type: ignore[arg-type]
+    message = _one_line(excinfo)
+    assert "band=" in message
+    for word in words:
+        assert word in message
+
+
+def test_good_bands_pass_check() -> None:
+    assert check_band(None, 180) is None
+    assert check_band(MONITORING_BAND, 100) == (0.67, 40.0)
+    assert check_band([0, 40], 100) == (0.0, 40.0)  # f_low = 0: low-pass only
+    assert check_band((0.05, 150), 360) == (0.05, 150.0)
+
+
+def test_bad_band_is_refused_by_the_loader_before_reading(tmp_path: Path) -> None:
+    _write_synthetic_record(tmp_path / "data")
+    db = MitBih(tmp_path / "data", cache_dir=tmp_path / "cache")
+    with pytest.raises(ConfigError, match="Nyquist frequency 62.5 Hz of fs_hz=125"):
+        db.beats("900", 125, band=(0.67, 70.0))
+    with pytest.raises(ConfigError, match="f_low"):
+        db.beats("900", 180, band=(50.0, 40.0))
+    with pytest.raises(ConfigError, match="band="):
+        preprocess_signal(np.zeros(3600), 80, band=MONITORING_BAND)  # 40 Hz is the Nyquist frequency of 80 Hz
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_band_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    _write_synthetic_record(tmp_path / "data")
+    db = MitBih(tmp_path / "data", cache_dir=tmp_path / "cache")
+    default = db.beats("900", 180)
+    explicit = db.beats("900", 180, band=MONITORING_BAND)
+    assert len(list((tmp_path / "cache").glob("900_180hz_*.npz"))) == 1  # the default is the monitoring band
+    np.testing.assert_array_equal(default.x, explicit.x)
+    none = db.beats("900", 180, band=None)
+    narrow = db.beats("900", 180, band=(0.5, 25.0))
+    assert len(list((tmp_path / "cache").glob("900_180hz_*.npz"))) == 3
+    assert not np.allclose(default.x, none.x, atol=1e-3)
+    assert not np.allclose(default.x, narrow.x, atol=1e-3)
+    # a fresh loader on the same cache serves each band its own arrays
+    again = MitBih(tmp_path / "data", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.beats("900", 180, band=None).x, none.x)
+    np.testing.assert_array_equal(again.beats("900", 180, band=(0.5, 25.0)).x, narrow.x)
+    # labels, RR features and R-peak samples do not depend on the band
+    for other in (none, narrow):
+        np.testing.assert_array_equal(other.y, default.y)
+        np.testing.assert_array_equal(other.rr, default.rr)
+        np.testing.assert_array_equal(other.sample, default.sample)
+
+
+def test_preprocess_version_and_band_filter_enter_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_synthetic_record(tmp_path / "data")
+    db = MitBih(tmp_path / "data", cache_dir=tmp_path / "cache")
+    db.beats("900", 180)
+    monkeypatch.setattr(mitdb, "BAND_FILTER", {**mitdb.BAND_FILTER, "lowpass_order": 6})
+    db.beats("900", 180)
+    monkeypatch.setattr(mitdb, "PREPROCESS_VERSION", mitdb.PREPROCESS_VERSION + 1)
+    db.beats("900", 180)
+    assert len(list((tmp_path / "cache").glob("900_180hz_*.npz"))) == 3
+
+
+def test_bad_band_is_refused_before_ds2_is_logged(db: MitBih) -> None:
+    before = len(db.ds2_accesses())
+    with pytest.raises(ConfigError, match="Nyquist"):
+        db.final_test_set(FS, confirm=FINAL_EVALUATION, purpose="pytest: bad band", band=(0.67, 95.0))
+    assert len(db.ds2_accesses()) == before
+
+
+def test_band_limited_beats_keep_counts_and_r_peaks(db: MitBih, splits: tuple[BeatSet, BeatSet]) -> None:
+    train, val = splits
+    # the default (band-limited) DS1 beats are the same beats as without the band filter
+    unfiltered = db.beats(["115", "122", "208"], FS, band=None)
+    filtered = db.beats(["115", "122", "208"], FS)
+    np.testing.assert_array_equal(filtered.y, unfiltered.y)
+    np.testing.assert_array_equal(filtered.sample, unfiltered.sample)
+    assert BeatSet.concatenate([train, val]).class_counts() == DS1_COUNTS
+    # the band-pass takes little from the beats: windows stay close to the unfiltered ones
+    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(filtered.x[::50], unfiltered.x[::50])]
+    assert np.median(corr) > 0.97
