@@ -45,15 +45,19 @@ def clinical_section(store, front: Sequence) -> str:
 
 
 def plugin() -> Plugin:
-    from nas_ecg.space import CompoundECGSpace
+    from nas_ecg.space import CompoundECGSpace, EfficientECGSpace
     from nas_ecg.task import ECGTask
 
     return Plugin(
         name="ecg",
         version="0.1.0",
         description="1D CNN beat classifiers for wearable ECG patches (MIT-BIH, AAMI classes, inter-patient split)",
-        spaces={"compound-cnn": SpaceEntry(CompoundECGSpace, ECGTask,
-                                           "compound-scaled 1D CNN (depth, width, sampling rate) + RR features")},
+        spaces={"efficient-cnn": SpaceEntry(EfficientECGSpace, ECGTask,
+                                            "EfficientNet-style: a searched base design scaled by one phi (fixed "
+                                            "alpha, beta, gamma), MAX30003 rates + RR features"),
+                "compound-cnn": SpaceEntry(CompoundECGSpace, ECGTask,
+                                           "free compound scaling (alpha, beta, gamma searched per candidate), any "
+                                           "integer rate + RR features")},
         targets={name: _target(name) for name in ("nrf52840", "stm32l4", "apollo4", "max78000")},
         report_section=clinical_section,
     )

@@ -1,4 +1,20 @@
-"""A compound-scaled family of 1D CNN beat classifiers (EfficientNet-style).
+"""Compound-scaled families of 1D CNN beat classifiers (EfficientNet-style).
+
+Two spaces:
+
+* ``ecg/efficient-cnn`` (:class:`EfficientECGSpace`, the documented way): the
+  EfficientNet recipe. ``alpha``, ``beta``, ``gamma`` are fixed once for the
+  space (:data:`COMPOUND_COEFFICIENTS`, chosen by the grid search at
+  ``phi = 1`` under ``alpha * beta**2 * gamma ~= 2`` that
+  :mod:`nas_ecg.compound` runs), and only ``phi`` scales a network. Rates are
+  those the MAX30003 front end delivers (:data:`FRONT_END_RATES_HZ`): the
+  scaled rate ``125 * gamma**phi`` is snapped to the nearest one.
+* ``ecg/compound-cnn`` (:class:`CompoundECGSpace`): the free variant below, with
+  ``alpha``, ``beta``, ``gamma`` searched per candidate and *any integer rate*
+  ``round(180 * gamma**phi)`` (for front ends other than the MAX30003; a rate a
+  target's front end cannot deliver is rejected before training).
+
+The free variant:
 
 A base network -- three stages at :data:`BASE_FS_HZ` -- is scaled by one
 coefficient ``phi``, as in EfficientNet (Tan & Le 2019):
@@ -31,6 +47,25 @@ from nas_core.space import Architecture, Categorical, Integer, Repeat, SearchSpa
 BASE_FS_HZ = 180.0
 BASE_CHANNELS = (8, 16, 24)
 BASE_DEPTH = (1, 1, 2)
+
+#: MAX30003 ECG output rates (sps) that MIT-BIH's 360 Hz can feed without upsampling
+#: (the datasheet's ECG rates are 512/256/128 at FMSTR = 32768 Hz, 500/250/125 at
+#: 32000 Hz and 200 at 32000 x 0.64 kHz-derived clocks; 512 and 500 exceed 360 Hz)
+FRONT_END_RATES_HZ = (125.0, 128.0, 200.0, 250.0, 256.0)
+#: ``ecg/efficient-cnn``'s base network (phi = 0): 125 Hz, the lowest front-end rate
+#: above the monitoring band's Nyquist limit (100 Hz), and two to three blocks per stage
+EFFICIENT_BASE_FS_HZ = 125.0
+EFFICIENT_BASE_DEPTH = (2, 2, 3)
+#: alpha (depth), beta (width), gamma (rate) of ``ecg/efficient-cnn``, fixed by the grid
+#: search at phi = 1 (``python -m nas_ecg.compound grid``; results in the plugin README)
+COMPOUND_COEFFICIENTS = {"alpha": 1.2, "beta": 1.1, "gamma": 1.6}
+#: the phi values ``ecg/efficient-cnn`` searches
+EFFICIENT_PHIS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
+
+
+def snap_rate(fs: float, rates=FRONT_END_RATES_HZ) -> float:
+    """The supported rate nearest to ``fs`` (the lower one on a tie)."""
+    return float(min(rates, key=lambda r: (abs(r - fs), r)))
 WINDOW_S = (0.25, 0.45)
 IN_CHANNELS = 2
 N_RR = 8
@@ -41,15 +76,22 @@ def scaled(arch: Architecture | dict) -> dict[str, Any]:
     """The concrete network an architecture describes: rate, window length, per-stage depth and width."""
     a = arch.to_dict() if isinstance(arch, Architecture) else dict(arch)
     phi = a["phi"]
-    fs = float(round(BASE_FS_HZ * a["gamma"] ** phi))
+    front_end = a.get("rates") == "max30003"
+    if front_end:  # ecg/efficient-cnn: snapped to the front end's rates, depth rounded to nearest
+        fs = snap_rate(EFFICIENT_BASE_FS_HZ * a["gamma"] ** phi)
+        depths = EFFICIENT_BASE_DEPTH
+    else:
+        fs = float(round(BASE_FS_HZ * a["gamma"] ** phi))
+        depths = BASE_DEPTH
     length = round(WINDOW_S[0] * fs) + round(WINDOW_S[1] * fs)
     stages = []
     for i, st in enumerate(a["stages"]):
         base_c = BASE_CHANNELS[min(i, len(BASE_CHANNELS) - 1)]
-        base_d = BASE_DEPTH[min(i, len(BASE_DEPTH) - 1)]
+        base_d = depths[min(i, len(depths) - 1)]
+        d = base_d * a["alpha"] ** phi
         stages.append({**st,
                        "channels": max(4, int(4 * round(base_c * a["beta"] ** phi / 4))),
-                       "depth": max(1, math.ceil(base_d * a["alpha"] ** phi - 1e-9))})
+                       "depth": max(1, int(math.floor(d + 0.5)) if front_end else math.ceil(d - 1e-9))})
     return {"fs_hz": fs, "length": length, "stages": stages, "head_hidden": a["head_hidden"],
             "stem_channels": max(4, int(4 * round(8 * a["beta"] ** phi / 4)))}
 
@@ -77,6 +119,39 @@ class CompoundECGSpace(SearchSpace):
             ], min_count=2, max_count=3),
             Categorical("head_hidden", [0, 16, 32]),
         ])
+
+    def build(self, arch: Architecture):
+        return ECGNet(scaled(arch))
+
+
+class EfficientECGSpace(SearchSpace):
+    """``ecg/efficient-cnn``: one compound coefficient ``phi`` scales a searched base design.
+
+    ``alpha``, ``beta``, ``gamma`` are fixed for the space (default
+    :data:`COMPOUND_COEFFICIENTS`) and stored in every architecture, so an
+    architecture is self-describing; ``rates`` is ``"max30003"``: the rate is
+    snapped to :data:`FRONT_END_RATES_HZ`.
+    """
+
+    def __init__(self, alpha: float | None = None, beta: float | None = None, gamma: float | None = None,
+                 phis=EFFICIENT_PHIS) -> None:
+        c = {**COMPOUND_COEFFICIENTS, **{k: v for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))
+                                          if v is not None}}
+        super().__init__("ecg-efficient-cnn", [
+            Categorical("phi", [float(p) for p in phis]),
+            Categorical("alpha", [float(c["alpha"])]),
+            Categorical("beta", [float(c["beta"])]),
+            Categorical("gamma", [float(c["gamma"])]),
+            Categorical("rates", ["max30003"]),
+            Repeat("stages", [
+                Categorical("block", ["plain", "separable", "inverted"]),
+                Categorical("expansion", [2, 4], when={"block": ["inverted"]}),
+                Categorical("kernel", [3, 5, 7, 9]),
+                Categorical("downsample", ["max", "avg", "stride"]),
+            ], min_count=2, max_count=3),
+            Categorical("head_hidden", [0, 16, 32]),
+        ])
+        self.coefficients = {k: float(c[k]) for k in ("alpha", "beta", "gamma")}
 
     def build(self, arch: Architecture):
         return ECGNet(scaled(arch))

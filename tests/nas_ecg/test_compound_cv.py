@@ -1,0 +1,125 @@
+"""ECG cross-validation options, the compound-scaling workflow and the selection rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas_core.constraints import Constraint
+from nas_core.errors import ConfigError
+from nas_core.selection import best_feasible
+from nas_ecg import compound
+from nas_ecg.space import FRONT_END_RATES_HZ, EfficientECGSpace, scaled, snap_rate
+from nas_ecg.task import ECGTask
+
+
+def test_grid_keeps_the_cost_doubling_rule():
+    triples = compound.grid(tolerance=0.1)
+    assert triples
+    for a, b, g in triples:
+        assert abs(a * b * b * g - 2.0) <= 0.2 + 1e-12
+        assert min(a, b, g) >= 1.0
+    # hand-checked members: (1, 1, 2) is exactly 2; (1.4, 1.2, 1) is 2.016; (1.2, 1.2, 1.6) = 2.765 is out
+    assert (1.0, 1.0, 2.0) in triples and (1.4, 1.2, 1.0) in triples
+    assert (1.2, 1.2, 1.6) not in triples
+    with pytest.raises(ConfigError):
+        compound.grid(tolerance=0.0)
+
+
+def test_cost_exponent_matches_measured_macs_within_rounding():
+    # depth x width^2 x rate: the measured MACs ratio phi=1 / phi=0 follows alpha beta^2 gamma up to rounding
+    rows = compound.cost_check(compound.DEFAULT_BASE, [(1.0, 1.0, 2.0), (2.0, 1.0, 1.0), (1.0, 1.4, 1.0)])
+    for r in rows:
+        assert 0.75 * r["ideal_factor"] <= r["measured_factor"] <= 1.3 * r["ideal_factor"]
+    # gamma = 2 doubles the rate 125 -> 250 Hz and (nearly) exactly doubles the MACs
+    assert rows[0]["measured_factor"] == pytest.approx(250 / 125 * (round(0.25 * 250) + round(0.45 * 250))
+                                                       / (round(0.25 * 125) + round(0.45 * 125)) / 2, rel=0.05)
+
+
+def test_distinct_drops_triples_that_build_the_same_network():
+    triples = compound.grid()
+    d = compound.distinct(compound.DEFAULT_BASE, triples)
+    specs = [json.dumps(scaled(compound.arch_at(compound.DEFAULT_BASE, 1.0, *t)), sort_keys=True) for t in d]
+    assert len(set(specs)) == len(specs) and len(d) < len(triples)
+
+
+def test_front_end_rates_and_the_efficient_space():
+    assert snap_rate(160.0) == 128.0 and snap_rate(125 * 1.6) == 200.0 and snap_rate(400.0) == 256.0
+    space = EfficientECGSpace()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a = space.sample(rng)
+        assert scaled(a)["fs_hz"] in FRONT_END_RATES_HZ
+        assert a["alpha"] == space.coefficients["alpha"]
+    # the free space keeps any integer rate
+    free = {"phi": 2, "alpha": 1.0, "beta": 1.0, "gamma": 1.15, "stages": [], "head_hidden": 0}
+    assert scaled(free)["fs_hz"] == 238.0
+
+
+@pytest.mark.parametrize("k", [0, 1, 23, "3", True])
+def test_bad_cv_folds(k):
+    with pytest.raises(ConfigError, match="cv_folds"):
+        ECGTask(EfficientECGSpace(), cv_folds=k)
+
+
+def test_cv_options_are_checked():
+    with pytest.raises(ConfigError, match="exclude each other"):
+        ECGTask(EfficientECGSpace(), cv_folds=3, val_records=["101"])
+    with pytest.raises(ConfigError, match="patience"):
+        ECGTask(EfficientECGSpace(), cv_folds=3, patience=2).estimator()
+    with pytest.raises(ConfigError, match="rr_features"):
+        ECGTask(EfficientECGSpace(), rr_features="seconds")
+    task = ECGTask(EfficientECGSpace(), cv_folds=4)
+    est = task.estimator()
+    assert est.k == 4 and est.default_fidelity()["folds"] == 4
+    assert task.default_objectives()[0].name == "cv_macro_f1"
+    assert "cv_S_se" in est.metric_names and "cv_macro_f1_nsv" in est.metric_names
+
+
+class _T:
+    def __init__(self, number, **m):
+        self.number, self._m = number, m
+
+    def all_metrics(self):
+        return self._m
+
+
+def test_selection_rule_picks_exactly_one_by_score_then_energy():
+    trials = [_T(1, cv=0.7, energy=5.0, params=60_000), _T(2, cv=0.6, energy=1.0, params=100),
+              _T(3, cv=0.65, energy=3.0, params=100), _T(4, cv=0.65, energy=2.0, params=100),
+              _T(5, cv=float("nan"), energy=0.1, params=10)]
+    cons = [Constraint.parse("params<=50000")]
+    # trial 1 breaks the parameter budget; 3 and 4 tie on the score, 4 uses less energy
+    assert best_feasible(trials, score="cv", constraints=cons, tie_break="energy").number == 4
+    assert best_feasible(trials, score="cv").number == 1
+    with pytest.raises(ConfigError, match="no trial"):
+        best_feasible(trials, score="cv", constraints=[Constraint.parse("params<=1")])
+
+
+def test_compound_workflow_runs_and_resumes(tmp_path: Path, monkeypatch):
+    """The workflow end to end with a stub estimator (no data): grid, sweep, binding budgets, resume."""
+    calls = []
+
+    class Stub:
+        def evaluate(self, ctx):
+            calls.append(ctx.arch.hash)
+            s = scaled(ctx.arch)
+            return {"cv_macro_f1": 0.5 + 0.01 * ctx.arch["alpha"] + 0.001 * s["fs_hz"] / 100}
+
+    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+    kw = dict(options={"cv_folds": 3}, constraints=[Constraint.parse("params<=50000")],
+              triples=[(1.0, 1.0, 2.0), (2.0, 1.0, 1.0)], phi_step=1.0, phi_max=6.0, progress=lambda m: None)
+    res = compound.run("nrf52840", 14.0, tmp_path, **kw)
+    assert res["coefficients"] == {"alpha": 2.0, "beta": 1.0, "gamma": 1.0}
+    sw = res["sweep"]
+    assert sw["largest_feasible_phi"] is not None
+    # the parameter budget binds at some phi, and every infeasible phi was not trained
+    assert any(name.startswith("params") for name in sw["binds_at_phi"])
+    assert all(r["cv_macro_f1"] is None for r in sw["rows"] if not r["feasible"])
+    n = len(calls)
+    again = compound.run("nrf52840", 14.0, tmp_path, **kw)
+    assert len(calls) == n and again["sweep"]["binds_at_phi"] == sw["binds_at_phi"]  # resumed: nothing retrained
