@@ -12,8 +12,14 @@ Three kinds of limit, all checkable before training:
   clinical band (:data:`BANDS`, :data:`DEFAULT_NYQUIST_K`).
 * **Energy** - a battery, a number of days and a heart rate leave a per-beat
   energy budget once the analog front end, the per-sample acquisition and
-  pre-processing (which grow with the sampling rate) and sleep are paid
-  (:class:`EnergyBudget`); a network's energy per beat must stay within it.
+  pre-processing (which grow with the sampling rate), the BLE radio and sleep
+  are paid, on a coin cell derated for its pulse current
+  (:class:`EnergyBudget`, :func:`coin_cell_usable_fraction`); a network's
+  energy per beat must stay within it. The patch scenarios are
+  :data:`PATCH_SCENARIOS_DAYS` (7, 14 and 30 days, :func:`scenario_budgets`).
+* **Front-end rates** - the sampling rate must be one the analog front end
+  produces (:func:`supported_rates`, :func:`rate_violation`,
+  :func:`require_supported_rate`).
 * **Memory** - peak activation memory within SRAM, int8 weights within flash,
   and the weight-memory and layer limits of accelerators such as the MAX78000.
 
@@ -32,11 +38,17 @@ Runnable example of the Nyquist part::
     100.0
     >>> nyquist_violation(90, "monitoring")
     'fs_hz = 90 Hz is below the Nyquist limit 100 Hz = 2.5 x 40 Hz, the upper edge of the monitoring band (0.67-40 Hz)'
+
+and of the coin-cell derating (peak battery current in A -> usable share of the capacity)::
+
+    >>> coin_cell_usable_fraction(0.2e-3), coin_cell_usable_fraction(10e-3)
+    (1.0, 0.75)
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,23 +62,33 @@ if TYPE_CHECKING:  # nas_core.hardware imports torch; only the type is needed he
 
 __all__ = [
     "BANDS",
+    "CR2032_PULSE_DERATING",
+    "DEFAULT_BLE_EVENTS_PER_HOUR",
     "DEFAULT_DAYS",
     "DEFAULT_HEART_RATE_BPM",
     "DEFAULT_NYQUIST_K",
     "ECG_EXTRA_KEYS",
+    "MAX_BLE_EVENTS_PER_HOUR",
     "MIN_NYQUIST_K",
     "MITBIH_FS_HZ",
+    "PATCH_SCENARIOS_DAYS",
     "SECONDS_PER_DAY",
     "WORST_CASE_HEART_RATE_BPM",
     "Band",
     "EnergyBudget",
+    "coin_cell_usable_fraction",
     "ecg_constraints",
     "ecg_static_metrics",
     "ecg_target_names",
     "load_ecg_target",
     "min_sampling_rate",
     "nyquist_violation",
+    "rate_violation",
     "require_band_supported",
+    "require_supported_rate",
+    "scenario_budgets",
+    "supported_rates",
+    "target_peak_current_a",
 ]
 
 # --------------------------------------------------------------------------------
@@ -203,10 +225,168 @@ def _fs(fs_hz: Any) -> float:
 
 
 # --------------------------------------------------------------------------------
+# front-end output rates
+
+#: ``[extra]`` keys that list the analog front end's output rates, one number each:
+#: ``afe_rate_1_hz = 125``, ``afe_rate_2_hz = 128``, ... (the target loader reads
+#: ``[extra]`` as ``name = number`` only, so a list is spelled as numbered keys).
+_AFE_RATE_KEY = re.compile(r"^afe_rate_(\d+)_hz$")
+_AFE_PART = re.compile(r"\bMAX\d{5}\b")
+
+
+def supported_rates(target: HardwareTarget) -> tuple[float, ...]:
+    """The sampling rates (Hz, ascending) the target's analog front end can output.
+
+    Read from the ``afe_rate_<n>_hz`` keys of the target's ``[extra]`` table. An empty
+    tuple means the file lists none: any rate is accepted (e.g. a front end whose ADC
+    is clocked by the MCU). The ECG targets list the MAX30003's ECG rates
+    ``(125, 128, 200, 250, 256, 500, 512)`` (datasheet, CNFG_ECG.ECG_RATE with
+    CNFG_GEN.FMSTR; see ``plugins/nas_ecg/ENERGY.md``).
+
+    >>> from types import SimpleNamespace
+    >>> supported_rates(SimpleNamespace(name="t", extra={"afe_rate_2_hz": 256.0, "afe_rate_1_hz": 128.0}))
+    (128.0, 256.0)
+    >>> supported_rates(SimpleNamespace(name="t", extra={}))
+    ()
+    """
+    extra = getattr(target, "extra", {}) or {}
+    rates = set()
+    for key, value in extra.items():
+        if _AFE_RATE_KEY.match(key):
+            rate = _num(value, f"hardware target {getattr(target, 'name', '?')!r}: extra.{key}")
+            if rate <= 0:
+                raise ConfigError(
+                    f"hardware target {getattr(target, 'name', '?')!r}: extra.{key} must be a positive rate in Hz, got {value!r}"
+                )
+            rates.add(rate)
+    return tuple(sorted(rates))
+
+
+def _afe_label(target: HardwareTarget) -> str:
+    m = _AFE_PART.search(getattr(target, "description", "") or "")
+    return f"the {m.group(0)} front end" if m else f"the analog front end of {getattr(target, 'name', '?')!r}"
+
+
+def _is_supported(fs: float, rates: tuple[float, ...]) -> bool:
+    return not rates or any(math.isclose(fs, r, rel_tol=1e-9, abs_tol=1e-6) for r in rates)
+
+
+def rate_violation(fs_hz: float, target: HardwareTarget) -> str | None:
+    """``None`` when ``fs_hz`` is one of :func:`supported_rates` (or the target lists none), else why not.
+
+    >>> from types import SimpleNamespace
+    >>> t = SimpleNamespace(name="t", description="MAX30003 AFE", extra={"afe_rate_1_hz": 125.0, "afe_rate_2_hz": 250.0})
+    >>> rate_violation(250, t) is None
+    True
+    >>> rate_violation(281, t)
+    'fs_hz = 281 Hz is not an output rate of the MAX30003 front end (125, 250 sps)'
+    """
+    fs = _fs(fs_hz)
+    rates = supported_rates(target)
+    if _is_supported(fs, rates):
+        return None
+    listed = ", ".join(f"{r:g}" for r in rates)
+    return f"fs_hz = {fs:g} Hz is not an output rate of {_afe_label(target)} ({listed} sps)"
+
+
+def require_supported_rate(fs_hz: float, target: HardwareTarget) -> float:
+    """``fs_hz`` as a float when the target's front end produces it; ConfigError naming the rates if not.
+
+    For a rate chosen by the user (a study option), where a wrong value is a
+    configuration error rather than a rejected candidate.
+    """
+    reason = rate_violation(fs_hz, target)
+    if reason is not None:
+        raise ConfigError(
+            f"{reason}; choose one of those rates for hardware target {getattr(target, 'name', '?')!r} "
+            "(or a target file without afe_rate_<n>_hz keys, which accepts any rate)"
+        )
+    return _fs(fs_hz)
+
+
+# --------------------------------------------------------------------------------
 # energy budget
 
 SECONDS_PER_DAY = 86_400.0
 DEFAULT_DAYS = 7.0
+
+PATCH_SCENARIOS_DAYS: tuple[float, ...] = (7.0, 14.0, 30.0)
+"""Mission lengths of the patch scenarios, in days.
+
+Commercial ECG patches are worn 7-14 days, some up to 30 (ECG-NOTES "What the
+budget still lacks"); 14 days on a CR2032 with the nRF52840 is the issue's
+reference scenario. :func:`scenario_budgets` gives the per-beat budget of each.
+"""
+
+DEFAULT_BLE_EVENTS_PER_HOUR = 3600.0
+"""Default number of BLE radio events per hour: one connection event a second.
+
+The patch keeps a BLE connection to a phone or gateway with a 1 s connection
+interval and sends, in each connection event, one notification that carries the
+heart rate and the labels of the beats since the last one - the once-a-second
+cadence of heart-rate sensors that follow the Bluetooth Heart Rate Profile, so
+that an arrhythmia reaches the phone within about a second. A longer interval
+(with peripheral latency) saves energy but delays alarms; a patch that only
+uploads a summary a minute would use 60 (``ble_events_per_hour=60``), one that
+streams raw ECG far more. Overridable through
+``EnergyBudget.from_target(..., ble_events_per_hour=...)``.
+"""
+
+MAX_BLE_EVENTS_PER_HOUR = 3600.0 / 0.0075
+"""Upper bound on ``ble_events_per_hour``: one connection event per 7.5 ms, the
+shortest BLE connection interval (480,000 per hour)."""
+
+#: Usable share of a CR2032's rated capacity against the peak battery current of
+#: the load (A), as ``(peak_current_a, usable_fraction)`` breakpoints, linearly
+#: interpolated in between and held constant outside (:func:`coin_cell_usable_fraction`):
+#:
+#: * 0.2 mA -> 1.00: the datasheets' standard discharge current, at which the rated
+#:   225-235 mAh is specified (Panasonic 0.2 mA; Energizer 0.19 mA);
+#: * 3 mA -> 0.90 (ESTIMATE): the datasheets' maximum continuous current; placed
+#:   between the rated point and the 10 mA pulse figure;
+#: * 10 mA -> 0.75: Maxell's CR2032 datasheet, a 300 ohm load (about 10 mA at
+#:   3 V) for a fraction of a second every 5 s lowers the capacity by about 25 %;
+#: * 15 mA -> 0.75: TI SWRA349 ("Coin cells and peak current draw", 2011) measured
+#:   effective capacities from about 50 % to over 100 % of the rating across six
+#:   CR2032 vendors at 15 mA pulses; its middle agrees with the 10 mA figure;
+#: * 30 mA -> 0.6825: SWRA349, 30 mA instead of 15 mA peaks cost about 9 % more on
+#:   average (0.75 x 0.91).
+#:
+#: Furset & Hoffman (Nordic/Energizer white paper "High pulse drain impact on CR2032
+#: coin cell battery capacity") show the same mechanism (internal resistance rising
+#: with depth of discharge, so high pulses reach the cut-off voltage early); their
+#: figures were not available here and are not used. A buffer capacitor across the
+#: cell recovers much of the loss (SWRA349: > 40 % for poor cells).
+CR2032_PULSE_DERATING: tuple[tuple[float, float], ...] = (
+    (0.2e-3, 1.0),
+    (3e-3, 0.90),
+    (10e-3, 0.75),
+    (15e-3, 0.75),
+    (30e-3, 0.6825),
+)
+
+
+def coin_cell_usable_fraction(peak_current_a: float) -> float:
+    """Usable share of a CR2032's rated capacity for a load with this peak battery current (A).
+
+    Piecewise-linear interpolation of :data:`CR2032_PULSE_DERATING`: 1.0 up to the
+    0.2 mA standard discharge current, 0.6825 from 30 mA on.
+
+    >>> coin_cell_usable_fraction(3e-3), coin_cell_usable_fraction(30e-3), coin_cell_usable_fraction(50e-3)
+    (0.9, 0.6825, 0.6825)
+    >>> round(coin_cell_usable_fraction(6.4e-3), 6)    # nRF52840 radio TX at 0 dBm
+    0.827143
+    """
+    i = _num(peak_current_a, "peak_current_a")
+    if i < 0:
+        raise ConfigError(f"peak_current_a must be >= 0 (battery current in A), got {peak_current_a!r}")
+    points = CR2032_PULSE_DERATING
+    if i <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if i <= x1:
+            return y0 + (y1 - y0) * (i - x0) / (x1 - x0)
+    return points[-1][1]
 
 DEFAULT_HEART_RATE_BPM = 80.0
 """Average heart rate used to count beats (and so inferences) over the mission.
@@ -230,6 +410,8 @@ ECG_EXTRA_KEYS: dict[str, str] = {
     "adc_energy_per_sample_j": "MCU-side energy to acquire one ECG sample in J (SPI/DMA transfer and amortised wake-up)",
     "dsp_cycles_per_sample": "CPU cycles of band-pass filtering and QRS detection per sample",
     "beat_overhead_cycles": "CPU cycles per beat outside the network (wake-up, window copy, RR features)",
+    "ble_event_energy_j": "battery-side energy of one BLE radio event (a connection event carrying one notification) in J",
+    "radio_peak_current_a": "peak battery current of the BLE radio (transmitting) in A, for the coin-cell derating",
 }
 
 
@@ -240,7 +422,8 @@ class EnergyBudget:
     Every power is drawn from the battery (battery-side). Over ``T = days x 86400`` s:
 
     * battery energy ``E_bat = battery_mah x 3.6 x battery_voltage_v x usable_fraction`` J;
-    * always-on loads ``(afe_power_w + sleep_current_a x supply_voltage_v + other_power_w) x T``;
+    * always-on loads ``(afe_power_w + sleep_current_a x supply_voltage_v + P_radio + other_power_w) x T``
+      with the radio's average ``P_radio = ble_event_energy_j x ble_events_per_hour / 3600``;
     * per-sample loads ``(adc_energy_per_sample_j + dsp_energy_per_sample_j) x fs_hz x T``,
       which is how the sampling rate enters;
     * beats ``N = heart_rate_bpm / 60 x T``, one inference each.
@@ -248,6 +431,9 @@ class EnergyBudget:
     ``per_beat_budget_j(fs) = (E_bat - always-on - per-sample) / N``. Sleep current
     is charged for the whole mission (the active time is a fraction of a percent),
     a slight over-estimate on the safe side.
+
+    Constructed directly, the radio is off (0 events) and the cell is not derated
+    (``usable_fraction = 1``); :meth:`from_target` fills both in from the target file.
 
     Fields:
         battery_mah, battery_voltage_v: cell capacity and nominal voltage (CR2032:
@@ -259,9 +445,15 @@ class EnergyBudget:
         days: mission length (> 0).
         heart_rate_bpm: average heart rate (:data:`DEFAULT_HEART_RATE_BPM`; 20-300).
         dsp_energy_per_sample_j: per-sample pre-processing (filter, QRS detection).
-        other_power_w: any further average load, e.g. a BLE link (0 by default).
+        other_power_w: any further average load (0 by default).
         usable_fraction: share of the nominal capacity that is usable (pulse loads,
             temperature, cut-off voltage); 1.0 uses the nominal figure.
+            :meth:`from_target` derives it from the target's peak current
+            (:func:`coin_cell_usable_fraction`).
+        ble_event_energy_j: battery-side energy of one BLE radio event (a connection
+            event with one notification; nRF52840 about 18 uJ, ESTIMATE).
+        ble_events_per_hour: radio events per hour (0 here; :meth:`from_target`
+            defaults to :data:`DEFAULT_BLE_EVENTS_PER_HOUR`, one a second).
     """
 
     battery_mah: float
@@ -275,6 +467,8 @@ class EnergyBudget:
     dsp_energy_per_sample_j: float = 0.0
     other_power_w: float = 0.0
     usable_fraction: float = 1.0
+    ble_event_energy_j: float = 0.0
+    ble_events_per_hour: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -289,9 +483,20 @@ class EnergyBudget:
                 f"energy budget: heart_rate_bpm = {self.heart_rate_bpm!r} is outside 20-300 beats per minute "
                 "(give beats per minute, not Hz)"
             )
-        for name in ("afe_power_w", "adc_energy_per_sample_j", "sleep_current_a", "dsp_energy_per_sample_j", "other_power_w"):
+        for name in ("afe_power_w", "adc_energy_per_sample_j", "sleep_current_a", "dsp_energy_per_sample_j",
+                     "other_power_w", "ble_event_energy_j"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"energy budget: {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.ble_events_per_hour < 0:
+            raise ConfigError(
+                f"energy budget: ble_events_per_hour must be >= 0 (BLE radio events per hour; 0 = radio off), "
+                f"got {self.ble_events_per_hour!r}"
+            )
+        if self.ble_events_per_hour > MAX_BLE_EVENTS_PER_HOUR:
+            raise ConfigError(
+                f"energy budget: ble_events_per_hour = {self.ble_events_per_hour:g} exceeds {MAX_BLE_EVENTS_PER_HOUR:g}, "
+                "one connection event per 7.5 ms (the shortest BLE connection interval)"
+            )
         if not 0.0 < self.usable_fraction <= 1.0:
             raise ConfigError(f"energy budget: usable_fraction must be in (0, 1], got {self.usable_fraction!r}")
 
@@ -302,21 +507,33 @@ class EnergyBudget:
         target: HardwareTarget,
         days: float = DEFAULT_DAYS,
         heart_rate_bpm: float = DEFAULT_HEART_RATE_BPM,
+        *,
+        ble_events_per_hour: float = DEFAULT_BLE_EVENTS_PER_HOUR,
+        peak_current_a: float | None = None,
         **overrides: float,
     ) -> EnergyBudget:
-        """The budget of an ECG target file: its battery, sleep current and ``[extra]`` constants.
+        """The budget of an ECG target file: its battery, sleep current, radio and ``[extra]`` constants.
 
         ``dsp_energy_per_sample_j`` is ``extra.dsp_cycles_per_sample`` times the energy
         per cycle of the CPU that runs it (``extra.mcu_energy_per_cycle_j`` on an
-        accelerator target, else the target's own). ``overrides`` replace any field,
-        e.g. ``other_power_w=20e-6`` for a radio or ``usable_fraction=0.9``.
+        accelerator target, else the target's own). The radio costs
+        ``extra.ble_event_energy_j`` per event, ``ble_events_per_hour`` times an hour
+        (:data:`DEFAULT_BLE_EVENTS_PER_HOUR`; 0 turns the radio off). The cell is
+        derated for the target's peak battery current (:func:`target_peak_current_a`,
+        or ``peak_current_a`` when given) with :func:`coin_cell_usable_fraction`,
+        unless ``usable_fraction`` is overridden. ``overrides`` replace any field, e.g.
+        ``usable_fraction=0.9`` or ``other_power_w=5e-6``.
         """
         known = {f.name for f in fields(cls)}
         for key in overrides:
             if key not in known:
                 raise ConfigError(f"EnergyBudget.from_target: unknown override {key!r} (fields: {', '.join(sorted(known))})")
+        if "usable_fraction" in overrides and peak_current_a is not None:
+            raise ConfigError(
+                "EnergyBudget.from_target: give usable_fraction or peak_current_a (from which it is derived), not both"
+            )
         name = getattr(target, "name", "?")
-        values: dict[str, float] = {"days": days, "heart_rate_bpm": heart_rate_bpm}
+        values: dict[str, float] = {"days": days, "heart_rate_bpm": heart_rate_bpm, "ble_events_per_hour": ble_events_per_hour}
         if not {"battery_mah", "battery_voltage_v"} <= overrides.keys():
             if target.battery_mah is None or target.battery_voltage_v is None:
                 raise ConfigError(
@@ -337,6 +554,13 @@ class EnergyBudget:
             values["adc_energy_per_sample_j"] = _extra(target, "adc_energy_per_sample_j")
         if "dsp_energy_per_sample_j" not in overrides:
             values["dsp_energy_per_sample_j"] = _extra(target, "dsp_cycles_per_sample") * _mcu_energy_per_cycle(target)
+        radio_on = _num(ble_events_per_hour, "energy budget: ble_events_per_hour") != 0
+        if "ble_event_energy_j" not in overrides:
+            values["ble_event_energy_j"] = _extra(target, "ble_event_energy_j", None if radio_on else 0.0)
+        if "usable_fraction" not in overrides:
+            if peak_current_a is None:
+                peak_current_a = target_peak_current_a(target, radio=radio_on)
+            values["usable_fraction"] = coin_cell_usable_fraction(peak_current_a)
         values.update(overrides)
         return cls(**values)
 
@@ -357,9 +581,14 @@ class EnergyBudget:
         return self.heart_rate_bpm / 60.0
 
     @property
+    def radio_power_w(self) -> float:
+        """Average BLE radio power in W: ``ble_event_energy_j x ble_events_per_hour / 3600``."""
+        return self.ble_event_energy_j * self.ble_events_per_hour / 3600.0
+
+    @property
     def always_on_power_w(self) -> float:
-        """Front end + sleep + other loads, independent of the sampling rate."""
-        return self.afe_power_w + self.sleep_current_a * self.supply_voltage_v + self.other_power_w
+        """Front end + sleep + radio + other loads, independent of the sampling rate."""
+        return self.afe_power_w + self.sleep_current_a * self.supply_voltage_v + self.radio_power_w + self.other_power_w
 
     @property
     def energy_per_sample_j(self) -> float:
@@ -369,8 +598,8 @@ class EnergyBudget:
     def energy_breakdown_j(self, fs_hz: float) -> dict[str, float]:
         """Energy over the whole mission by consumer, in J, plus the number of beats.
 
-        Keys: ``battery``, ``afe``, ``sleep``, ``other``, ``adc``, ``dsp``,
-        ``left_for_inference`` (battery minus the rest) and ``beats``.
+        Keys: ``battery`` (derated), ``afe``, ``sleep``, ``radio``, ``other``, ``adc``,
+        ``dsp``, ``left_for_inference`` (battery minus the rest) and ``beats``.
         """
         fs = _fs(fs_hz)
         t = self.mission_s
@@ -378,11 +607,13 @@ class EnergyBudget:
             "battery": self.battery_energy_j,
             "afe": self.afe_power_w * t,
             "sleep": self.sleep_current_a * self.supply_voltage_v * t,
+            "radio": self.radio_power_w * t,
             "other": self.other_power_w * t,
             "adc": self.adc_energy_per_sample_j * fs * t,
             "dsp": self.dsp_energy_per_sample_j * fs * t,
         }
-        out["left_for_inference"] = out["battery"] - (out["afe"] + out["sleep"] + out["other"] + out["adc"] + out["dsp"])
+        loads = ("afe", "sleep", "radio", "other", "adc", "dsp")
+        out["left_for_inference"] = out["battery"] - sum(out[k] for k in loads)
         out["beats"] = self.beat_rate_hz * t
         return out
 
@@ -404,9 +635,10 @@ class EnergyBudget:
         used = b["battery"] - b["left_for_inference"]
         return (
             f"energy budget infeasible at fs_hz = {_fs(fs_hz):g}: over {self.days:g} days the front end "
-            f"({b['afe']:.4g} J), acquisition ({b['adc']:.4g} J), pre-processing ({b['dsp']:.4g} J), sleep "
-            f"({b['sleep']:.4g} J) and other loads ({b['other']:.4g} J) use {used:.4g} J, more than the battery's "
-            f"{b['battery']:.4g} J, before any inference; lower days or fs_hz, or use a larger battery"
+            f"({b['afe']:.4g} J), acquisition ({b['adc']:.4g} J), pre-processing ({b['dsp']:.4g} J), BLE radio "
+            f"({b['radio']:.4g} J), sleep ({b['sleep']:.4g} J) and other loads ({b['other']:.4g} J) use {used:.4g} J, "
+            f"more than the battery's {b['battery']:.4g} J, before any inference; lower days, fs_hz or "
+            "ble_events_per_hour, or use a larger battery"
         )
 
     def average_power_w(self, energy_per_beat_j: float, fs_hz: float) -> float:
@@ -426,9 +658,53 @@ class EnergyBudget:
         return math.inf if p <= 0 else self.battery_energy_j / p / SECONDS_PER_DAY
 
     def describe(self) -> str:
-        """One line for reasons and reports, e.g. ``235 mAh x 3 V battery for 7 d at 80 bpm``."""
+        """One line for reasons and reports.
+
+        e.g. ``235 mAh x 3 V battery (83% usable) for 14 d at 80 bpm, 3600 BLE events/h``
+        (the usable share and the radio are left out when 100 % and 0).
+        """
         frac = "" if self.usable_fraction == 1.0 else f" ({self.usable_fraction:.0%} usable)"
-        return f"{self.battery_mah:g} mAh x {self.battery_voltage_v:g} V battery{frac} for {self.days:g} d at {self.heart_rate_bpm:g} bpm"
+        radio = f", {self.ble_events_per_hour:g} BLE events/h" if self.ble_events_per_hour else ""
+        return (
+            f"{self.battery_mah:g} mAh x {self.battery_voltage_v:g} V battery{frac} for {self.days:g} d "
+            f"at {self.heart_rate_bpm:g} bpm{radio}"
+        )
+
+
+def scenario_budgets(
+    target: HardwareTarget,
+    fs_hz: float,
+    days: tuple[float, ...] = PATCH_SCENARIOS_DAYS,
+    **kwargs: Any,
+) -> dict[float, float]:
+    """Per-beat energy budget in J at ``fs_hz`` for each mission length in ``days``.
+
+    ``kwargs`` go to :meth:`EnergyBudget.from_target` (``heart_rate_bpm``,
+    ``ble_events_per_hour``, overrides). Returns ``{days: budget_j}`` in the order given.
+    """
+    if isinstance(days, (int, float)) or not days:
+        raise ConfigError(f"scenario_budgets: days must be a non-empty sequence of mission lengths, got {days!r}")
+    return {float(d): EnergyBudget.from_target(target, days=d, **kwargs).per_beat_budget_j(fs_hz) for d in days}
+
+
+def target_peak_current_a(target: HardwareTarget, *, radio: bool = True) -> float:
+    """Peak battery current of the target's load in A: CPU (or accelerator) running, or radio transmitting.
+
+    The CPU current is ``active_current_a``, or ``energy_per_cycle_j x clock_hz / supply
+    voltage`` when the file gives energy per cycle (the MAX78000's accelerator); the
+    radio's is ``extra.radio_peak_current_a`` (left out when ``radio`` is False). The
+    larger of the two sets the coin-cell derating (:func:`coin_cell_usable_fraction`);
+    both are conservative, since the bursts are short (inference ~0.1 s per beat,
+    radio ~1-2 ms per event).
+    """
+    if target.active_current_a is not None:
+        cpu = float(target.active_current_a)
+    else:
+        cpu = target.energy_per_cycle() * target.clock_hz / _supply_voltage(target)
+    peak = cpu
+    if radio:
+        peak = max(peak, _extra(target, "radio_peak_current_a"))
+    return peak
 
 
 def _extra(target: HardwareTarget, key: str, default: float | None = None) -> float:
