@@ -324,7 +324,7 @@ DEFAULT_BLE_EVENTS_PER_HOUR = 3600.0
 The patch keeps a BLE connection to a phone or gateway with a 1 s connection
 interval and sends, in each connection event, one notification that carries the
 heart rate and the labels of the beats since the last one - the once-a-second
-cadence of heart-rate sensors that follow the Bluetooth Heart Rate Profile, so
+cadence typical of heart-rate sensors that follow the Bluetooth Heart Rate Profile, so
 that an arrhythmia reaches the phone within about a second. A longer interval
 (with peripheral latency) saves energy but delays alarms; a patch that only
 uploads a summary a minute would use 60 (``ble_events_per_hour=60``), one that
