@@ -208,7 +208,9 @@ class TrainingEstimator(Estimator):
 
         pl.seed_everything(seed, workers=True, verbose=False)
         gen = torch.Generator().manual_seed(seed)
-        train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen)
+        # a last batch of one sample cannot be batch-normalised in training mode: drop it (one sample an epoch)
+        train_dl = DataLoader(train_ds, batch_size=self.batch_size, shuffle=True, generator=gen,
+                              drop_last=len(train_ds) % self.batch_size == 1)
         val_dl = DataLoader(val_ds, batch_size=1024) if val_ds is not None else None
         module = _ClassifierModule(model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
                                    n_classes=n_classes, f1_classes=self.macro_f1_classes,

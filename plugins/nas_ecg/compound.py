@@ -135,34 +135,64 @@ class Evaluator:
         return m, viol
 
     def evaluate(self, arch, stage: str, train: bool = True) -> dict[str, Any]:
-        from nas_core.estimators.base import EvalContext
+        return self.evaluate_many([arch], stage, train=train)[0]
 
-        key = f"{stage}|{arch.hash}|{self.seed}"
-        if key in self.done and (self.done[key].get("trained") or not train):
-            return self.done[key]
-        m, viol = self.static(arch)
-        row: dict[str, Any] = {"stage": stage, "arch": arch.to_dict(), "static": m, "violations": viol,
-                               "trained": False}
-        if train and not viol:
-            t0 = time.monotonic()
-            model = self.space.build(arch)
-            res = self.estimator.evaluate(EvalContext(arch, model, self.seed,
-                                                      artifact_dir=str(self.out / "models" / arch.hash[:16])))
-            row.update(metrics=res, trained=True, train_s=time.monotonic() - t0)
-        self.done[key] = row
+    def evaluate_many(self, archs: Sequence[Any], stage: str, train: bool = True, workers: int = 1) -> list[dict]:
+        """Static checks of each, then training of the feasible ones (``workers`` processes); remembered."""
+        keys = [f"{a.hash}|{self.seed}" for a in archs]  # the same network in grid and sweep is trained once
+        todo = []
+        for arch, key in zip(archs, keys):
+            if key in self.done and (self.done[key].get("trained") or not train or self.done[key]["violations"]):
+                continue
+            m, viol = self.static(arch)
+            self.done[key] = {"stage": stage, "arch": arch.to_dict(), "static": m, "violations": viol,
+                              "trained": False}
+            if train and not viol:
+                todo.append((key, arch))
         self._save()
-        return row
+        jobs = [(self.estimator, arch, self.seed, str(self.out / "models" / arch.hash[:16])) for _, arch in todo]
+        if workers > 1 and len(jobs) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+                results = pool.map(_train, jobs)
+                for (key, _), (res, secs) in zip(todo, results):
+                    self._record(key, res, secs)
+        else:
+            for (key, _), job in zip(todo, jobs):
+                self._record(key, *_train(job))
+        return [self.done[k] for k in keys]
+
+    def _record(self, key: str, res: Mapping[str, float], secs: float) -> None:
+        self.done[key].update(metrics=dict(res), trained=True, train_s=secs)
+        self._save()
+        self.progress(f"trained {key.split('|')[0][:12]}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in res.items() if k in ("cv_macro_f1", "cv_macro_f1_nsv", "val_macro_f1")))
+
+
+def _train(job) -> tuple[dict[str, float], float]:
+    """Worker: train one architecture with the task's estimator."""
+    import torch
+
+    from nas_core.estimators.base import EvalContext
+    from nas_ecg.space import EfficientECGSpace
+
+    estimator, arch, seed, artifact_dir = job
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model = EfficientECGSpace().build(arch)
+    t0 = time.monotonic()
+    res = estimator.evaluate(EvalContext(arch, model, seed, artifact_dir=artifact_dir))
+    return dict(res), time.monotonic() - t0
 
 
 def run_grid(ev: Evaluator, base: Mapping[str, Any], triples: Sequence[tuple[float, float, float]],
-             score: str) -> tuple[tuple[float, float, float], list[dict]]:
+             score: str, workers: int = 1) -> tuple[tuple[float, float, float], list[dict]]:
     """Train every grid point at phi = 1; the best feasible one by ``score`` (ties: fewer MACs)."""
-    rows = []
-    for i, (a, b, g) in enumerate(triples):
-        row = ev.evaluate(arch_at(base, 1.0, a, b, g), "grid")
-        rows.append(row)
+    rows = ev.evaluate_many([arch_at(base, 1.0, a, b, g) for a, b, g in triples], "grid", workers=workers)
+    for (a, b, g), row in zip(triples, rows):
         s = row.get("metrics", {}).get(score)
-        ev.progress(f"grid {i + 1}/{len(triples)}: alpha {a:g} beta {b:g} gamma {g:g}: "
+        ev.progress(f"grid alpha {a:g} beta {b:g} gamma {g:g}: "
                     + (f"{score} {s:.4f}" if s is not None else "infeasible: " + "; ".join(row["violations"])))
     ok = [(r["metrics"][score], -r["static"]["macs"], r) for r in rows if r["trained"]]
     if not ok:
@@ -172,28 +202,44 @@ def run_grid(ev: Evaluator, base: Mapping[str, Any], triples: Sequence[tuple[flo
 
 
 def sweep(ev: Evaluator, base: Mapping[str, Any], coeffs: tuple[float, float, float], score: str,
-          phi_step: float = 0.5, phi_max: float = 8.0) -> dict[str, Any]:
-    """phi = 0, step, 2 step, ... : train the feasible ones; stop once every budget binds or at ``phi_max``."""
+          phi_step: float = 0.5, phi_max: float = 8.0, workers: int = 1) -> dict[str, Any]:
+    """phi = 0, step, 2 step, ... up to the phi at which every budget binds (or ``phi_max``); train the feasible."""
     if not phi_step > 0:
         raise ConfigError(f"phi_step must be > 0, got {phi_step!r}")
-    rows, binds = [], {}
+    from nas_ecg.space import scaled
+
+    phis, binds, first_of, same_as = [], {}, {}, {}
+    saturated_at = None
     n = int(math.floor(phi_max / phi_step + 1e-9))
-    for i in range(n + 1):
+    for i in range(n + 1):  # budgets first: cheap, no training
         phi = round(i * phi_step, 6)
         arch = arch_at(base, phi, *coeffs)
+        spec = json.dumps(scaled(arch), sort_keys=True)
+        if spec in first_of:  # rounding (or a capped rate) gives the network of a smaller phi again
+            same_as[phi] = first_of[spec]
+            if not (coeffs[0] > 1 or coeffs[1] > 1):
+                saturated_at = first_of[spec]  # only the rate scales, and it is capped: nothing grows any more
+                break
+            continue
+        first_of[spec] = phi
         _, viol = ev.static(arch)
-        row = ev.evaluate(arch, "sweep", train=not viol)
-        row = {**row, "phi": phi}
-        rows.append(row)
-        for name in row["violations"]:
+        phis.append(phi)
+        for name in viol:
             binds.setdefault(name, phi)
-        s = row.get("metrics", {}).get(score)
-        ev.progress(f"sweep phi {phi:g}: fs {row['static']['fs_hz']:g} Hz, MACs {row['static']['macs']:.0f}, "
-                    + (f"{score} {s:.4f}" if s is not None else "infeasible: " + "; ".join(row["violations"])))
         if len(binds) == len(ev.constraints):
             break
+    rows = ev.evaluate_many([arch_at(base, phi, *coeffs) for phi in phis], "sweep", workers=workers)
+    rows = [{**r, "phi": phi} for r, phi in zip(rows, phis)]
+    if saturated_at is not None:
+        ev.progress(f"sweep: the network stops growing after phi {saturated_at:g} (alpha = beta = 1 and the rate "
+                    f"is capped at the front end's highest rate MIT-BIH can feed)")
+    for r in rows:
+        s = r.get("metrics", {}).get(score)
+        ev.progress(f"sweep phi {r['phi']:g}: fs {r['static']['fs_hz']:g} Hz, MACs {r['static']['macs']:.0f}, "
+                    + (f"{score} {s:.4f}" if s is not None else "infeasible: " + "; ".join(r["violations"])))
     feasible = [r["phi"] for r in rows if not r["violations"]]
-    return {"rows": rows, "largest_feasible_phi": max(feasible) if feasible else None, "binds_at_phi": binds}
+    return {"rows": rows, "largest_feasible_phi": max(feasible) if feasible else None, "binds_at_phi": binds,
+            "same_network_as": same_as, "saturated_after_phi": saturated_at}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,13 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--phi-step", type=float, default=0.5)
     ap.add_argument("--phi-max", type=float, default=8.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1, help="processes training grid points / phi values at once")
     ap.add_argument("--data-dir", default=os.environ.get("MITDB_DIR"))
     args = ap.parse_args(argv)
     try:
         result = run(args.target, args.battery_days, args.out, base=_read_base(args.base),
                      options=_options(args.option, args.data_dir), constraints=[Constraint.parse(c) for c in args.constraint],
                      score=args.score, tolerance=args.tolerance, phi_step=args.phi_step, phi_max=args.phi_max,
-                     seed=args.seed)
+                     seed=args.seed, workers=args.workers)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -229,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(target_name: str, days: float, out: str | os.PathLike, *, base: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None, constraints: Sequence = (), score: str = "cv_macro_f1",
         tolerance: float = 0.1, phi_step: float = 0.5, phi_max: float = 8.0, seed: int = 0,
-        triples: Sequence[tuple[float, float, float]] | None = None,
+        triples: Sequence[tuple[float, float, float]] | None = None, workers: int = 1,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole workflow; returns (and writes to ``OUT/compound_result.json``) its result."""
     from nas_ecg.budget import load_ecg_target
@@ -243,8 +290,8 @@ def run(target_name: str, days: float, out: str | os.PathLike, *, base: Mapping[
     ev = Evaluator(task, target, cons, Path(out), seed=seed, progress=progress)
     triples = list(triples or distinct(base, grid(tolerance=tolerance)))
     costs = cost_check(base, triples)
-    coeffs, grid_rows = run_grid(ev, base, triples, score)
-    sw = sweep(ev, base, coeffs, score, phi_step=phi_step, phi_max=phi_max)
+    coeffs, grid_rows = run_grid(ev, base, triples, score, workers=workers)
+    sw = sweep(ev, base, coeffs, score, phi_step=phi_step, phi_max=phi_max, workers=workers)
     result = {"base": base, "coefficients": dict(zip(("alpha", "beta", "gamma"), coeffs)), "score": score,
               "cost_check": costs, "grid": [_flat(r, score) for r in grid_rows],
               "sweep": {**sw, "rows": [_flat(r, score) for r in sw["rows"]]}, "target": target_name,

@@ -16,6 +16,14 @@ Options (``nas run ecg/compound-cnn --battery-days 7 --band monitoring ...`` or
 ``data_fraction``         fraction of the training beats (stratified), a proxy fidelity
 ``batch_size``, ``lr``    training (256, 3e-3)
 ``val_records``           DS1 records held out whole for validation (loader default)
+``cv_folds``              K >= 2: record-level K-fold cross-validation over all of DS1
+                          instead of ``val_records`` (:mod:`nas_ecg.crossval`); the
+                          metrics become ``cv_*`` (pooled out-of-fold), ``epochs`` is
+                          then a fixed count (no early stopping) and ``folds`` a fidelity
+``cv_fold_seed``          seed of the fold assignment (0)
+``cv_refit``              after cross-validation, train on all DS1 and keep those weights (True)
+``rr_features``           ``normalised`` (ratios to the patient's running rhythm, default)
+                          or ``raw`` (four of the eight in seconds)
 ========================  ===========================================================
 """
 
@@ -42,12 +50,14 @@ ECG_METRICS = ("fs_hz", "latency_ms", "inference_energy_uj", "beat_overhead_uj",
 class ECGEstimator(TrainingEstimator):
     """Lightning training on the DS1 training records at the candidate's own sampling rate."""
 
-    def __init__(self, *, data_dir=None, cache_dir=None, download=False, val_records=None, **kwargs: Any):
+    def __init__(self, *, data_dir=None, cache_dir=None, download=False, val_records=None, band=None,
+                 rr_features=None, **kwargs: Any):
         # balanced weights, capped at 50x the weight of N: Q has 8 training beats, and an
         # uncapped weight (~950) lets those few beats dominate the loss
         super().__init__(lambda: None, class_weights="balanced", class_weight_cap=50.0, macro_f1_classes=F1_CLASSES,
                          class_names=CLASSES, **kwargs)
         self.data_dir, self.cache_dir, self.download, self.val_records = data_dir, cache_dir, download, val_records
+        self.band, self.rr_features = band, rr_features
         self._by_fs: dict[float, ClassificationData] = {}
 
     def __getstate__(self) -> dict:
@@ -63,15 +73,18 @@ class ECGEstimator(TrainingEstimator):
     def dataset_at(self, fs: float) -> ClassificationData:
         if fs not in self._by_fs:
             self._by_fs.clear()  # one rate in memory at a time
+            extra = {} if self.band is None else {"band": tuple(self.band)}
             self._by_fs[fs] = search_data(fs, data_dir=self.data_dir, cache_dir=self.cache_dir,
-                                          val_records=self.val_records, download=self.download)
+                                          val_records=self.val_records, download=self.download,
+                                          rr_features=self.rr_features or "normalised", **extra)
         return self._by_fs[fs]
 
 
 class ECGTask(Task):
     name = "ecg"
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
-               "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats")
+               "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats", "cv_folds",
+               "cv_fold_seed", "cv_refit", "rr_features")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_ecg.budget import DEFAULT_NYQUIST_K, require_band_supported
@@ -87,6 +100,19 @@ class ECGTask(Task):
         if self.days <= 0:
             raise ConfigError(f"battery_days must be > 0, got {self.days}")
         self.heart_rate = float(options.get("heart_rate_bpm", 80.0))
+        self.cv_folds = options.get("cv_folds")
+        if self.cv_folds is not None:
+            from nas_data.mitdb import DS1
+
+            k = self.cv_folds
+            if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= len(DS1):
+                raise ConfigError(f"cv_folds must be an integer in 2..{len(DS1)} (the DS1 records), got {k!r}")
+            if "val_records" in options:
+                raise ConfigError("cv_folds and val_records exclude each other: cross-validation scores every DS1 "
+                                  "record once")
+        rr = options.get("rr_features", "normalised")
+        if rr not in ("normalised", "raw"):
+            raise ConfigError(f"rr_features must be 'normalised' or 'raw', got {rr!r}")
 
     def prepare(self) -> None:
         """Fail fast on a wrong data directory (or download MIT-BIH when asked) before a study starts."""
@@ -108,8 +134,22 @@ class ECGTask(Task):
 
     def estimator(self) -> ECGEstimator:
         o = self.options
+        if self.cv_folds is not None:
+            from nas_ecg.crossval import ECGCVEstimator
+
+            if "patience" in o:
+                raise ConfigError("cv_folds trains a fixed number of epochs per fold: drop 'patience' (early "
+                                  "stopping on the scored fold would leak it into the score)")
+            return ECGCVEstimator(data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"),
+                                  download=bool(o.get("download", False)), band=self.band_hz,
+                                  rr_features=o.get("rr_features"), folds=self.cv_folds,
+                                  fold_seed=int(o.get("cv_fold_seed", 0)), refit=bool(o.get("cv_refit", True)),
+                                  epochs=int(o.get("epochs", 8)), data_fraction=float(o.get("data_fraction", 1.0)),
+                                  batch_size=int(o.get("batch_size", 256)), lr=float(o.get("lr", 3e-3)),
+                                  threads=int(o.get("threads", 1)), repeats=o.get("repeats", 1))
         return ECGEstimator(data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"), download=bool(o.get("download", False)),
-                            val_records=o.get("val_records"), epochs=int(o.get("epochs", 12)),
+                            val_records=o.get("val_records"), band=self.band_hz,
+                            rr_features=o.get("rr_features"), epochs=int(o.get("epochs", 12)),
                             early_stopping_patience=int(o.get("patience", 3)),
                             data_fraction=float(o.get("data_fraction", 1.0)), batch_size=int(o.get("batch_size", 256)),
                             lr=float(o.get("lr", 3e-3)), threads=int(o.get("threads", 1)),
@@ -120,8 +160,16 @@ class ECGTask(Task):
 
         return EnergyBudget.from_target(target, days=self.days, heart_rate_bpm=self.heart_rate)
 
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        from nas_ecg.budget import _band
+
+        _, lo, hi = _band(self.band)
+        return (lo, hi)
+
     def default_objectives(self) -> list[Objective]:
-        return [Objective("val_macro_f1", "max"), Objective("macs", "min")]
+        score = "cv_macro_f1" if self.cv_folds is not None else "val_macro_f1"
+        return [Objective(score, "max"), Objective("macs", "min")]
 
     def default_constraints(self, target: HardwareTarget | None) -> list[Constraint]:
         from nas_ecg.budget import ecg_constraints

@@ -123,3 +123,19 @@ def test_compound_workflow_runs_and_resumes(tmp_path: Path, monkeypatch):
     n = len(calls)
     again = compound.run("nrf52840", 14.0, tmp_path, **kw)
     assert len(calls) == n and again["sweep"]["binds_at_phi"] == sw["binds_at_phi"]  # resumed: nothing retrained
+
+
+def test_sweep_stops_when_only_a_capped_rate_scales(tmp_path: Path, monkeypatch):
+    """alpha = beta = 1: once the rate reaches the front end's cap, larger phi builds the same network."""
+
+    class Stub:
+        def evaluate(self, ctx):
+            return {"cv_macro_f1": 0.5}
+
+    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+    res = compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, triples=[(1.0, 1.0, 2.0)],
+                       phi_step=0.5, phi_max=6.0, progress=lambda m: None)
+    sw = res["sweep"]
+    # phi 0: 125 Hz, 0.5: 125*sqrt(2) = 177 -> 200 Hz, 1: 250 Hz, 1.5: 354 -> 256 Hz, 2: 500 -> 256 Hz again
+    assert [r["fs_hz"] for r in sw["rows"]] == [125.0, 200.0, 250.0, 256.0]
+    assert sw["saturated_after_phi"] == 1.5 and sw["same_network_as"] == {2.0: 1.5}
