@@ -24,7 +24,12 @@ Options (``nas run ecg/compound-cnn --battery-days 7 --band monitoring ...`` or
 ``cv_refit``              after cross-validation, train on all DS1 and keep those weights (True)
 ``rr_features``           ``normalised`` (ratios to the patient's running rhythm, default)
                           or ``raw`` (four of the eight in seconds)
+``ble_events_per_hour``   BLE notification events per hour of the energy budget (3600)
 ========================  ===========================================================
+
+A candidate whose sampling rate the target's front end cannot deliver (the
+target file lists its rates, ``afe_rate_<n>_hz``) is rejected before training
+with the front end's rates in the reason (metric ``fs_supported``).
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ class ECGTask(Task):
     name = "ecg"
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
                "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats", "cv_folds",
-               "cv_fold_seed", "cv_refit", "rr_features")
+               "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_ecg.budget import DEFAULT_NYQUIST_K, require_band_supported
@@ -158,7 +163,9 @@ class ECGTask(Task):
     def energy_budget(self, target: HardwareTarget):
         from nas_ecg.budget import EnergyBudget
 
-        return EnergyBudget.from_target(target, days=self.days, heart_rate_bpm=self.heart_rate)
+        extra = {} if "ble_events_per_hour" not in self.options else {
+            "ble_events_per_hour": float(self.options["ble_events_per_hour"])}
+        return EnergyBudget.from_target(target, days=self.days, heart_rate_bpm=self.heart_rate, **extra)
 
     @property
     def band_hz(self) -> tuple[float, float]:
@@ -179,6 +186,12 @@ class ECGTask(Task):
             out.append(Constraint("fs_hz", ">=", self.min_fs,
                                   why=f"Nyquist: {self.k:g} x the {self.band} band's upper edge"))
             return out
+        from nas_ecg.budget import supported_rates
+
+        rates = supported_rates(target)
+        if rates:
+            out.append(Constraint("fs_supported", ">=", 1.0,
+                                  why="the front end outputs only " + ", ".join(f"{r:g}" for r in rates) + " sps"))
         return out + ecg_constraints(target, self.band, self.k, self.energy_budget(target))
 
     def static_metrics(self, arch: Architecture, model: Any, target: HardwareTarget | None) -> dict[str, float]:
@@ -187,13 +200,16 @@ class ECGTask(Task):
         costs = measure_costs(model, self.input_shape(arch), target).as_metrics()
         out = {**costs, "fs_hz": scaled(arch)["fs_hz"]}
         if target is not None:
+            from nas_ecg.budget import rate_violation
+
             out.update(ecg_static_metrics(costs, target, out["fs_hz"], self.energy_budget(target)))
+            out["fs_supported"] = 0.0 if rate_violation(out["fs_hz"], target) else 1.0
         return out
 
     def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
         names = super().static_metric_names(target) | {"fs_hz"}
         if target is not None:
-            names |= set(ECG_METRICS) | {"energy_uj"}
+            names |= set(ECG_METRICS) | {"energy_uj", "fs_supported"}
             if target.max_weights is not None:
                 names.add("weight_memory_fraction")
         return names

@@ -139,3 +139,32 @@ def test_sweep_stops_when_only_a_capped_rate_scales(tmp_path: Path, monkeypatch)
     # phi 0: 125 Hz, 0.5: 125*sqrt(2) = 177 -> 200 Hz, 1: 250 Hz, 1.5: 354 -> 256 Hz, 2: 500 -> 256 Hz again
     assert [r["fs_hz"] for r in sw["rows"]] == [125.0, 200.0, 250.0, 256.0]
     assert sw["saturated_after_phi"] == 1.5 and sw["same_network_as"] == {2.0: 1.5}
+
+
+def test_a_rate_the_front_end_cannot_deliver_is_rejected_with_its_rates():
+    from nas_core.space import Architecture
+    from nas_ecg.budget import load_ecg_target
+    from nas_ecg.space import CompoundECGSpace
+
+    space = CompoundECGSpace()
+    task = ECGTask(space, battery_days=14)
+    target = load_ecg_target("nrf52840")
+    cons = task.default_constraints(target)
+    stages = [{"block": "plain", "kernel": 3, "downsample": "max"}] * 2
+    bad = Architecture({"phi": 2, "alpha": 1.0, "beta": 1.0, "gamma": 1.15, "stages": stages, "head_hidden": 0})
+    m = task.static_metrics(bad, space.build(bad), target)  # round(180 * 1.15^2) = 238 Hz: not a MAX30003 rate
+    reasons = [v for c in cons if (v := c.violation(m))]
+    assert m["fs_hz"] == 238.0 and any("fs_supported" in r and "125, 128, 200, 250, 256" in r for r in reasons)
+    ok = Architecture({"phi": 0, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "stages": stages, "head_hidden": 0,
+                       "rates": "max30003"})
+    m = task.static_metrics(ok, space.build(ok), target)
+    assert m["fs_supported"] == 1.0
+
+
+def test_ble_events_option_moves_the_budget():
+    from nas_ecg.budget import load_ecg_target
+
+    target = load_ecg_target("nrf52840")
+    quiet = ECGTask(EfficientECGSpace(), battery_days=14, ble_events_per_hour=0).energy_budget(target)
+    chatty = ECGTask(EfficientECGSpace(), battery_days=14).energy_budget(target)
+    assert quiet.per_beat_budget_j(125.0) > chatty.per_beat_budget_j(125.0)
