@@ -219,7 +219,7 @@ class GroupedCVEstimator(TrainingEstimator):
             raise ConfigError("cross-validation trains a fixed number of epochs per fold; early stopping on the "
                               "scored fold would leak it into the score (drop 'patience')")
         kwargs["early_stopping_patience"] = None
-        super().__init__(data or (lambda: None), **kwargs)
+        super().__init__(data or _no_data, **kwargs)
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise ConfigError(f"cv_folds must be an integer >= 2, got {folds!r}")
         self.k = folds
@@ -353,6 +353,10 @@ class GroupedCVEstimator(TrainingEstimator):
         tmp = out / "model.pt.tmp"
         torch.save(ctx.model.state_dict(), tmp)
         tmp.replace(out / "model.pt")
+
+
+def _no_data() -> GroupedData:
+    raise ConfigError("GroupedCVEstimator: no data factory given; pass data= or override grouped_dataset()")
 
 
 def _predict(model: Any, ds: Any, batch_size: int = 2048) -> np.ndarray:

@@ -97,7 +97,10 @@ def scaled(arch: Architecture | dict) -> dict[str, Any]:
 
 
 class CompoundECGSpace(SearchSpace):
-    """``ecg/compound-cnn``: 1D CNNs on beat windows plus RR features."""
+    """``ecg/compound-cnn``: 1D CNNs on beat windows plus RR features, any integer rate."""
+
+    #: rates are not snapped to a front end's, so the task does not check them against one by default
+    front_end_rates = False
 
     def mixed_support(self, **options):
         """Mixed-op support for DARTS and weight-sharing supernets (see :mod:`nas_ecg.supernet`)."""

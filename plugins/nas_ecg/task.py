@@ -27,9 +27,13 @@ Options (``nas run ecg/compound-cnn --battery-days 7 --band monitoring ...`` or
 ``ble_events_per_hour``   BLE notification events per hour of the energy budget (3600)
 ========================  ===========================================================
 
-A candidate whose sampling rate the target's front end cannot deliver (the
-target file lists its rates, ``afe_rate_<n>_hz``) is rejected before training
-with the front end's rates in the reason (metric ``fs_supported``).
+``front_end_rates``       reject rates the target's front end cannot deliver (default:
+                          true for ``ecg/efficient-cnn``, false for the "any integer
+                          rate" space ``ecg/compound-cnn``, which assumes the device
+                          resamples or has a front end without fixed rates)
+
+A rejected rate's reason lists the front end's rates (the target file's
+``afe_rate_<n>_hz``; metric ``fs_supported``).
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class ECGTask(Task):
     name = "ecg"
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
                "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats", "cv_folds",
-               "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour")
+               "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour", "front_end_rates")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_ecg.budget import DEFAULT_NYQUIST_K, require_band_supported
@@ -189,7 +193,10 @@ class ECGTask(Task):
         from nas_ecg.budget import supported_rates
 
         rates = supported_rates(target)
-        if rates:
+        check = self.options.get("front_end_rates", getattr(self.space, "front_end_rates", True))
+        if not isinstance(check, bool):
+            raise ConfigError(f"front_end_rates must be true or false, got {check!r}")
+        if rates and check:
             out.append(Constraint("fs_supported", ">=", 1.0,
                                   why="the front end outputs only " + ", ".join(f"{r:g}" for r in rates) + " sps"))
         return out + ecg_constraints(target, self.band, self.k, self.energy_budget(target))

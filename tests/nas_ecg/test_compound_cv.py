@@ -147,7 +147,7 @@ def test_a_rate_the_front_end_cannot_deliver_is_rejected_with_its_rates():
     from nas_ecg.space import CompoundECGSpace
 
     space = CompoundECGSpace()
-    task = ECGTask(space, battery_days=14)
+    task = ECGTask(space, battery_days=14, front_end_rates=True)
     target = load_ecg_target("nrf52840")
     cons = task.default_constraints(target)
     stages = [{"block": "plain", "kernel": 3, "downsample": "max"}] * 2

@@ -85,7 +85,10 @@ def test_constraints_reject_before_training_with_reasons(tmp_path):
     static = task.static_metrics(low, model, target)
     reasons = [r for r in (c.violation(static) for c in cons) if r]
     assert static["fs_hz"] == 92.0
+    # ecg/compound-cnn is the "any integer rate" space: no front-end rate check unless asked for
     assert reasons == ["fs_hz = 92 violates fs_hz >= 100 (Nyquist: 2.5 x 40 Hz monitoring band)"]
+    strict = ECGTask(CompoundECGSpace(), battery_days=7, front_end_rates=True).default_constraints(target)
+    assert [r for r in (c.violation(static) for c in strict) if r][0].startswith("fs_supported = 0")
     ok = arch(phi=0)
     static = task.static_metrics(ok, CompoundECGSpace().build(ok), target)
     assert all(c.violation(static) is None for c in cons)
@@ -98,12 +101,13 @@ def test_a_real_search_on_ds1_trains_scores_and_exports(tmp_path):
     from nas_core.export import export_trial
     from nas_core.report import make_report
 
-    cfg = StudyConfig(space="ecg/compound-cnn", budget=2, strategy="random", seed=3, target="ecg/nrf52840",
+    cfg = StudyConfig(space="ecg/efficient-cnn", budget=2, strategy="random", seed=3, target="ecg/nrf52840",
                       restrict={"dimensions": [
-                          {"type": "integer", "name": "phi", "low": -1, "high": 0},
-                          {"type": "categorical", "name": "alpha", "choices": [1.0]},
-                          {"type": "categorical", "name": "beta", "choices": [1.0]},
-                          {"type": "categorical", "name": "gamma", "choices": [1.0]},
+                          {"type": "categorical", "name": "phi", "choices": [0.0]},
+                          {"type": "categorical", "name": "alpha", "choices": [1.2]},
+                          {"type": "categorical", "name": "beta", "choices": [1.1]},
+                          {"type": "categorical", "name": "gamma", "choices": [1.6]},
+                          {"type": "categorical", "name": "rates", "choices": ["max30003"]},
                           {"type": "repeat", "name": "stages", "min_count": 2, "max_count": 2, "block": [
                               {"type": "categorical", "name": "block", "choices": ["plain", "separable"]},
                               {"type": "categorical", "name": "expansion", "choices": [2], "when": {"block": ["inverted"]}},
@@ -117,7 +121,7 @@ def test_a_real_search_on_ds1_trains_scores_and_exports(tmp_path):
     with Store.open(tmp_path / "study" / "study.db") as st:
         t = st.trials([TrialState.COMPLETE])[0]
     m = t.all_metrics()
-    assert 0 <= m["val_macro_f1"] <= 1 and m["fs_hz"] == 180.0
+    assert 0 <= m["val_macro_f1"] <= 1 and m["fs_hz"] == 125.0
     for c in "NSVF":
         assert 0 <= m[f"val_{c}_se"] <= 1 and 0 <= m[f"val_{c}_ppv"] <= 1
     report = make_report(tmp_path / "study")
