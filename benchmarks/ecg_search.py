@@ -1,28 +1,41 @@
-"""ECG benchmark: hardware-aware search on MIT-BIH DS1, chosen models evaluated once on DS2.
+"""ECG benchmark v2: record-level cross-validated search on DS1, one rule-chosen model evaluated once on DS2.
 
-    python benchmarks/ecg_search.py --minutes 60 --workers 2 --out runs/bench-ecg
+    python benchmarks/ecg_search.py --out runs/bench-ecg2 --workers 2
 
-1. A two-objective NSGA-II search (validation macro-F1 over N, S, V, F against
-   energy per beat on the nRF52840) over ``ecg/compound-cnn``, trained on the
-   DS1 training records and scored on DS1 records held out whole, within a
-   wall-time budget. Hard constraints, checked before training: Nyquist for the
-   monitoring band, the 7-day CR2032 energy budget, the nRF52840's RAM and flash,
-   real-time latency, and at most 50 k parameters.
-2. The Pareto models (at most ``--chosen``) and the hand-designed reference CNN
-   (trained by the same estimator, same data, same seed rule) are evaluated once
-   on DS2 (de Chazal inter-patient protocol).
-3. Prints the table in the form of the published inter-patient results, writes
-   ``benchmarks/results/ecg_search.{json,md}`` and ``ecg_search_pareto.png``.
+Everything before step 5 reads DS1 only; the objective is the pooled
+out-of-fold score of ``cv_folds``-fold cross-validation over DS1's 22 records
+(:mod:`nas_ecg.crossval`), at the search fidelity below.
 
-Re-running with the same ``--out`` resumes the search where it stopped.
+1. **Repeatability** (12 architectures of ``ecg/efficient-cnn`` spanning the
+   MACs range, each scored under two seeds): Spearman between the seeds per
+   candidate objective, and the partial Spearman with the MACs rank removed.
+   The same 12 under ``rr_features=raw`` (seed 0) compare the RR feature sets.
+2. **Search**: NSGA-II (the project's default multi-objective strategy; score
+   against energy per beat) and a random-search control, same space, budget,
+   seeds and constraints (nRF52840, CR2032 14 days, <= 50 k parameters).
+3. **Compound workflow** (:mod:`nas_ecg.compound`) on the base design the rule
+   picks from the NSGA-II seed-0 study: alpha, beta, gamma by the grid at
+   phi = 1, then the phi sweep until a budget binds.
+4. **Selection rule** fixed in code (:func:`select`): among the NSGA-II seed-0
+   study's complete trials that meet every budget, the best pooled
+   out-of-fold score; ties by lower energy per beat.
+5. **DS2, once**: the rule-chosen architecture and the hand-designed reference
+   (at the chosen model's rate) are trained by one fixed final recipe on all of
+   DS1 and scored on DS2 from a single loader access. Post-hoc figures (DS2 of
+   the other trained architectures, validity correlations) come from further,
+   separately logged accesses and are labelled post-hoc.
+
+Re-running with the same ``--out`` resumes every step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,194 +48,446 @@ PUBLISHED = [  # DS2, Se / +P in %, as published (ECG-NOTES.md)
     {"model": "Mar et al. 2011 (published)", "S_se": 83.2, "S_ppv": 33.5, "V_se": 86.8, "V_ppv": 75.9},
     {"model": "Zhang et al. 2014 (published)", "S_se": 79.1, "S_ppv": 36.0, "V_se": 85.5, "V_ppv": 92.7},
 ]
+OBJECTIVES = ("cv_macro_f1", "cv_macro_f1_nsv", "cv_sv_f1")
+SCENARIO = {"target": "ecg/nrf52840", "battery_days": 14.0, "max_params": 50_000}
+#: the final recipe for the DS2 models: all of DS1, a fixed epoch count (no early stopping)
+FINAL_EPOCHS = 10
 
 
-def evaluate_on_ds2(model, fs_hz: float, data_dir, cache_dir, purpose: str) -> dict[str, float]:
+def select(trials, constraints, score: str = "cv_macro_f1"):
+    """THE selection rule: best pooled out-of-fold score among budget-feasible trials; ties: lower energy."""
+    from nas_core.selection import best_feasible
+
+    return best_feasible(trials, score=score, constraints=constraints, tie_break="energy_uj_per_beat")
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def partial_spearman(a, b, c) -> float:
+    """Spearman of a and b with the ranks of c partialled out."""
+    from scipy.stats import rankdata
+
+    ra, rb, rc = (rankdata(v) for v in (a, b, c))
+    r_ab, r_ac, r_bc = np.corrcoef(ra, rb)[0, 1], np.corrcoef(ra, rc)[0, 1], np.corrcoef(rb, rc)[0, 1]
+    return float((r_ab - r_ac * r_bc) / np.sqrt(max(1e-12, (1 - r_ac ** 2) * (1 - r_bc ** 2))))
+
+
+def _task_options(args, **extra):
+    return {"cv_folds": args.folds, "epochs": args.epochs, "data_fraction": args.data_fraction,
+            "repeats": getattr(args, "repeats", 1), "battery_days": SCENARIO["battery_days"], "band": "monitoring",
+            "data_dir": args.data_dir, "cache_dir": args.cache_dir, "cv_refit": True, **extra}
+
+
+def _fidelities(args) -> list[dict]:
+    """The search fidelities measured, cheapest first (``--fidelities 6x0.3,10x0.5``: epochs x data fraction)."""
+    out = []
+    for item in args.fidelities.split(","):
+        e, f, *r = item.split("x")
+        out.append({"epochs": int(e), "data_fraction": float(f), "repeats": int(r[0]) if r else 1})
+    return out
+
+
+def _fid_key(fid) -> str:
+    return f"{fid['epochs']}x{fid['data_fraction']:g}" + (f"x{fid['repeats']}" if fid.get("repeats", 1) > 1 else "")
+
+
+#: the repeatability targets of the rule below (seed-to-seed Spearman, and with the MACs rank partialled out)
+MIN_SPEARMAN, MIN_PARTIAL = 0.7, 0.5
+
+
+def choose_fidelity(rep_rows, fidelities):
+    """THE fidelity/objective rule (DS1 only): the cheapest fidelity at which some objective reaches
+    Spearman >= 0.7 and partial Spearman >= 0.5 between seeds, with that fidelity's objective of highest
+    partial Spearman; if none reaches both, the (fidelity, objective) of highest partial Spearman."""
+    ok = [r for r in rep_rows if r["spearman_seeds"] >= MIN_SPEARMAN and r["partial_spearman_macs"] >= MIN_PARTIAL]
+    order = [_fid_key(f) for f in fidelities]
+    if ok:
+        first = min(order.index(r["fidelity"]) for r in ok)
+        best = max((r for r in ok if order.index(r["fidelity"]) == first), key=lambda r: r["partial_spearman_macs"])
+    else:
+        best = max(rep_rows, key=lambda r: r["partial_spearman_macs"])
+    return fidelities[order.index(best["fidelity"])], best["objective"]
+
+
+def _partial(out: Path, name: str, rows) -> None:
+    """Write a section's rows as soon as they exist (a killed run keeps them)."""
+    (out / f"partial_{name}.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+def _eval_one(job):
+    """Worker: train and cross-validate one architecture (DS1 only)."""
     import torch
 
-    from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
-    from nas_ecg.data import CLASSES, F1_CLASSES, final_test_data
+    torch.set_num_threads(1)
+    from nas_core.estimators.base import EvalContext
+    from nas_core.space import Architecture
+    from nas_ecg.space import EfficientECGSpace
+    from nas_ecg.task import ECGTask
 
-    test = final_test_data(fs_hz, purpose=purpose, data_dir=data_dir, cache_dir=cache_dir)
-    model.eval()
-    preds = []
-    with torch.no_grad():
-        for i in range(0, len(test.y), 2048):
-            x = torch.as_tensor(test.x[i:i + 2048])
-            rr = torch.as_tensor(test.rr[i:i + 2048])
-            preds.append(model(x, rr).argmax(1).numpy())
-    cm = confusion_matrix(test.y, np.concatenate(preds), len(CLASSES))
-    out: dict[str, float] = {"macro_f1": 100 * macro_f1(cm, F1_CLASSES), "accuracy": 100 * accuracy(cm)}
-    for name, st in zip(CLASSES, per_class(cm)):
-        if name == "Q":
-            continue
-        out.update({f"{name}_se": 100 * st["se"], f"{name}_ppv": 100 * st["ppv"], f"{name}_f1": 100 * st["f1"],
-                    f"{name}_spec": 100 * st["spec"]})
-    out["confusion"] = cm.tolist()  # type: ignore[assignment]
-    return out
+    arch = Architecture(job["arch"])
+    space = EfficientECGSpace()
+    task = ECGTask(space, **job["options"])
+    torch.manual_seed(job["seed"])
+    model = space.build(arch)
+    t0 = time.monotonic()
+    m = task.estimator().evaluate(EvalContext(arch, model, job["seed"], artifact_dir=job.get("artifact_dir")))
+    return {**job, "metrics": m, "train_s": time.monotonic() - t0}
+
+
+def _cached_map(jobs, path: Path, workers: int, label: str):
+    done = json.loads(path.read_text()) if path.exists() else {}
+    todo = [j for j in jobs if j["key"] not in done]
+    print(f"{label}: {len(jobs) - len(todo)} cached, {len(todo)} to run", flush=True)
+    with ProcessPoolExecutor(workers) as pool:
+        for i, res in enumerate(pool.map(_eval_one, todo)):
+            done[res["key"]] = res
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(done))
+            tmp.replace(path)
+            print(f"  {label} {i + 1}/{len(todo)}: {res['key']} cv_macro_f1 {res['metrics']['cv_macro_f1']:.4f} "
+                  f"({res['train_s']:.0f} s)", flush=True)
+    return [done[j["key"]] for j in jobs]
+
+
+def repeatability_archs(n: int = 12, seed: int = 0):
+    """n feasible-looking architectures of ecg/efficient-cnn at evenly spaced MACs quantiles (no training)."""
+    from nas_core.hardware import measure_costs
+    from nas_ecg.space import EfficientECGSpace, scaled
+
+    space = EfficientECGSpace()
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(400):
+        a = space.sample(rng)
+        spec = scaled(a)
+        m = measure_costs(space.build(a), ((2, spec["length"]), (8,))).as_metrics()
+        if m["params"] <= SCENARIO["max_params"]:
+            pool.append((m["macs"], a))
+    pool.sort(key=lambda p: p[0])
+    idx = np.linspace(0, len(pool) - 1, n).round().astype(int)
+    return [pool[i][1] for i in idx], [pool[i][0] for i in idx]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=60.0, help="wall-time budget of the search")
+    ap.add_argument("--out", default="runs/bench-ecg2")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", default="runs/bench-ecg")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--data-fraction", type=float, default=1.0)
-    ap.add_argument("--chosen", type=int, default=4, help="how many Pareto models go to the DS2 evaluation")
-    ap.add_argument("--max-params", type=int, default=50_000)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--fidelities", default="6x0.3,10x0.5",
+                    help="search fidelities to measure, EPOCHSxFRACTION[xREPEATS], cheapest first")
+    ap.add_argument("--budget", type=int, default=16, help="trained candidates per search")
+    ap.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
+    ap.add_argument("--grid-max", type=int, default=8, help="grid points of the compound workflow (distinct nets)")
     ap.add_argument("--data-dir", default=os.environ.get("MITDB_DIR"))
     ap.add_argument("--cache-dir", default=os.environ.get("NAS_CACHE_DIR"))
+    ap.add_argument("--skip-posthoc", action="store_true")
+    ap.add_argument("--n-archs", type=int, default=12, help="architectures of the repeatability check")
     args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    args.epochs, args.data_fraction, args.repeats = 6, 0.3, 1
 
-    import torch
+    # 1. repeatability, per fidelity ------------------------------------------------------------------
+    archs, macs = repeatability_archs(args.n_archs)
+    fidelities = _fidelities(args)
+    rep_rows, results = [], []
+    for fi, fid in enumerate(fidelities):
+        opts = _task_options(args, **fid)
+        jobs = [{"key": f"rep|{_fid_key(fid)}|{a.hash}|{s}", "arch": a.to_dict(), "seed": s, "options": opts}
+                for s in (0, 1) for a in archs]
+        res = _cached_map(jobs, out / "repeatability.json", args.workers, f"repeatability {_fid_key(fid)}")
+        results += res
+        by = {r["key"]: r["metrics"] for r in res}
+        secs = [r["train_s"] for r in res]
+        for obj in OBJECTIVES:
+            s0 = [by[f"rep|{_fid_key(fid)}|{a.hash}|0"][obj] for a in archs]
+            s1 = [by[f"rep|{_fid_key(fid)}|{a.hash}|1"][obj] for a in archs]
+            mean = [(x + y) / 2 for x, y in zip(s0, s1)]
+            rep_rows.append({"fidelity": _fid_key(fid), **fid, "objective": obj,
+                             "spearman_seeds": spearman(s0, s1),
+                             "partial_spearman_macs": partial_spearman(s0, s1, macs),
+                             "spearman_score_macs": spearman(mean, macs),
+                             "seed_diff_std": float(np.std(np.array(s0) - np.array(s1)) / np.sqrt(2)),
+                             "arch_std": float(np.std(mean)), "mean_score": float(np.mean(mean)),
+                             "cpu_s_median": float(np.median(secs)), "cpu_s_max": float(np.max(secs)),
+                             "n_archs": len(archs)})
+        _partial(out, "repeatability", rep_rows)
+    chosen_fid, default_obj = choose_fidelity(rep_rows, fidelities)
+    print(f"chosen by the rule: fidelity {_fid_key(chosen_fid)}, objective {default_obj}", flush=True)
+    args.epochs, args.data_fraction = chosen_fid["epochs"], chosen_fid["data_fraction"]
+    args.repeats = chosen_fid.get("repeats", 1)
+    fidelity = {"cv_folds": args.folds, **chosen_fid}
+    # RR feature sets at the chosen fidelity (seed 0)
+    jobs = [{"key": f"rr-raw|{_fid_key(chosen_fid)}|{a.hash}|0", "arch": a.to_dict(), "seed": 0,
+             "options": _task_options(args, rr_features="raw")} for a in archs]
+    raw = {r["key"].split("|")[2]: r["metrics"] for r in _cached_map(jobs, out / "repeatability.json",
+                                                                      args.workers, "rr raw")}
+    norm = {r["key"].split("|")[2]: r["metrics"] for r in results
+            if r["key"].startswith(f"rep|{_fid_key(chosen_fid)}|") and r["key"].endswith("|0")}
+    rr_rows = [{"rr_features": name, **{k: float(np.mean([m[a.hash][k] for a in archs]))
+                                        for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1")}}
+               for name, m in (("normalised", norm), ("raw", raw))]
+    train_s = [r["train_s"] for r in results]
+    _partial(out, "rr_features", rr_rows)
+    print(json.dumps(rep_rows, indent=1), json.dumps(rr_rows, indent=1), flush=True)
 
-    from nas_core.estimators.base import EvalContext
-    from nas_core.hardware import measure_costs
-    from nas_core.pareto import pareto_front
-    from nas_core.plugins import Registry
-    from nas_core.space import Architecture
+    # 2. search and random control -------------------------------------------------------------------
+    from nas_core.constraints import Constraint
     from nas_core.store import Store, TrialState
     from nas_core.study import StudyConfig, run_study
-    from nas_ecg.budget import ecg_static_metrics
-    from nas_ecg.reference import FS_HZ as REF_FS, build_reference, reference_length
-    from nas_ecg.space import CompoundECGSpace
+
+    searches = {}
+    for strategy, sopts in (("nsga2", {"population_size": 8}), ("random", {})):
+        for seed in range(args.seeds):
+            d = out / f"search-{strategy}-seed{seed}"
+            cfg = StudyConfig(space="ecg/efficient-cnn", strategy=strategy, strategy_options=sopts,
+                              budget=args.budget, seed=seed, target=SCENARIO["target"],
+                              objectives=(f"{default_obj}:max", "energy_uj_per_beat:min"),
+                              constraints=(f"params<={SCENARIO['max_params']}",), task_options=_task_options(args),
+                              executor="process", workers=args.workers, time_limit_s=1800.0,
+                              name=f"ecg v2 {strategy} seed {seed}")
+            t0 = time.time()
+            summary = run_study(cfg, d)
+            print(f"search {strategy} seed {seed}: {summary.complete} complete, {summary.rejected} rejected "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+            with Store.open(d / "study.db") as st:
+                complete = st.trials([TrialState.COMPLETE])
+                rejected = st.trials([TrialState.REJECTED])
+            searches[(strategy, seed)] = (d, complete, rejected)
+            _partial(out, "searches", [{"strategy": k[0], "seed": k[1], "complete": len(v[1]),
+                                        "rejected": len(v[2]),
+                                        "best": max((t.metrics[default_obj] for t in v[1]), default=None)}
+                                       for k, v in searches.items()])
+
+    from nas_core.plugins import Registry
+    from nas_ecg.space import EfficientECGSpace
     from nas_ecg.task import ECGTask
 
-    out = Path(args.out)
-    task_options = {"epochs": args.epochs, "patience": 3, "data_fraction": args.data_fraction, "battery_days": 7,
-                    "band": "monitoring", "data_dir": args.data_dir, "cache_dir": args.cache_dir}
-    config = StudyConfig(space="ecg/compound-cnn", strategy="nsga2", strategy_options={"population_size": 12},
-                         budget=10_000, seed=args.seed, target="ecg/nrf52840",
-                         objectives=("val_macro_f1:max", "energy_uj_per_beat:min"),
-                         constraints=(f"params<={args.max_params}",), task_options=task_options,
-                         executor="process", workers=args.workers, time_limit_s=1200.0,
-                         max_time_s=args.minutes * 60, name="ecg benchmark")
-    t0 = time.time()
-    summary = run_study(config, out)
-    search_s = time.time() - t0
-    print(f"search: {summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected in {search_s:.0f} s")
+    _, target = Registry().target(SCENARIO["target"])
+    task = ECGTask(EfficientECGSpace(), **_task_options(args))
+    constraints = task.default_constraints(target) + [Constraint.parse(f"params<={SCENARIO['max_params']}")]
+    search_rows, best_by = [], {}
+    for (strategy, seed), (d, complete, rejected) in searches.items():
+        best = max((t.metrics[default_obj] for t in complete), default=float("nan"))
+        best_f1 = max((t.metrics["cv_macro_f1"] for t in complete), default=float("nan"))
+        best_by.setdefault(strategy, []).append(best)
+        reasons = [t.reason or "" for t in rejected]
+        search_rows.append({"strategy": strategy, "seed": seed, "complete": len(complete), "rejected": len(rejected),
+                            "rejected_by_energy": sum("energy_uj_per_beat" in r for r in reasons),
+                            "rejected_by_params": sum("params" in r for r in reasons),
+                            "rejected_by_ram": sum("peak_ram" in r for r in reasons),
+                            "best_score": best, "best_cv_macro_f1": best_f1})
+    from scipy.stats import mannwhitneyu
 
-    with Store.open(out / "study.db") as st:
-        complete = st.trials([TrialState.COMPLETE])
-        n_rejected = st.count(TrialState.REJECTED)
-        total_search_s = sum(t.duration_s or 0 for t in complete)
-    pts = [[t.metrics["val_macro_f1"], t.costs["energy_uj_per_beat"]] for t in complete]
-    front = sorted((complete[i] for i in pareto_front(pts, ["max", "min"])),
-                   key=lambda t: -t.metrics["val_macro_f1"])
-    chosen = front[: args.chosen]
+    p_search = float(mannwhitneyu(best_by["nsga2"], best_by["random"], alternative="greater").pvalue)
 
-    registry = Registry()
-    _, target = registry.target("ecg/nrf52840")
-    space = CompoundECGSpace()
-    task = ECGTask(space, **task_options)
-    budget = task.energy_budget(target)
+    # 4. the rule, on the NSGA-II seed-0 study (before anything reads DS2) --------------------------
+    d0, complete0, _ = searches[("nsga2", 0)]
+    chosen = select(complete0, constraints, default_obj)
+    print(f"rule: trial {chosen.number}", flush=True)
+    chosen_fs = chosen.costs["fs_hz"]
+    (out / "chosen.json").write_text(json.dumps({"trial": chosen.number, "arch": chosen.arch.to_dict(),
+                                                "study": str(d0), "rule": select.__doc__}, indent=1))
+    print(f"rule-chosen: trial {chosen.number} of {d0} ({default_obj} {chosen.metrics[default_obj]:.4f})", flush=True)
+
+    # 3. compound workflow from the chosen base design ----------------------------------------------
+    from nas_ecg import compound
+
+    base = {"stages": chosen.arch["stages"], "head_hidden": chosen.arch["head_hidden"]}
+    triples = compound.distinct(base, compound.grid())[: args.grid_max]
+    comp = compound.run(SCENARIO["target"].split("/")[1], SCENARIO["battery_days"], out / "compound", base=base,
+                        options={k: v for k, v in _task_options(args).items() if k != "battery_days"},
+                        constraints=[Constraint.parse(f"params<={SCENARIO['max_params']}")], triples=triples,
+                        score=default_obj, workers=args.workers, progress=lambda m: print("  compound " + m, flush=True))
+
+    # 5. DS2, once: the rule-chosen architecture and the reference, final recipe on all DS1 ---------
+    final_rows = _final(args, out, chosen, chosen_fs, target, task, default_obj)
+    posthoc = [] if args.skip_posthoc else _posthoc(args, out, searches, res)
+
+    total_min = (time.time() - t_start) / 60
     rows = []
-    for t in chosen:
-        model = space.build(t.arch)
-        model.load_state_dict(torch.load(out / "trials" / f"{t.number:05d}" / "model.pt", weights_only=True))
-        ds2 = evaluate_on_ds2(model, t.costs["fs_hz"], args.data_dir, args.cache_dir,
-                              purpose=f"ecg_search benchmark: final evaluation of trial {t.number}")
-        rows.append({"model": f"searched trial {t.number}", "trial": t.number, "arch_hash": t.arch.hash,
-                     "params": t.costs["params"], "macs": t.costs["macs"], "fs_hz": t.costs["fs_hz"],
-                     "peak_ram_kb": t.costs["peak_ram_kb"], "flash_kb_int8": t.costs["flash_kb_int8"],
-                     "energy_uj_per_beat": t.costs["energy_uj_per_beat"],
-                     "battery_days_cr2032": t.costs["battery_days"], "val_macro_f1": 100 * t.metrics["val_macro_f1"],
-                     "train_s": t.duration_s, **ds2})
-
-    # the hand-designed reference, trained by the same estimator on the same DS1 records
-    ref_arch = Architecture({"fs_hz": REF_FS, "reference": "cnn3-16-32-32"})
-    torch.manual_seed(args.seed)
-    ref = build_reference()
-    est = task.estimator()
-    t1 = time.time()
-    ref_metrics = est.evaluate(EvalContext(ref_arch, ref, args.seed, {}, None, str(out / "reference")))
-    ref_train_s = time.time() - t1
-    costs = measure_costs(ref, ((2, reference_length()), (8,)), target).as_metrics()
-    ref_static = ecg_static_metrics(costs, target, REF_FS, budget)
-    ds2 = evaluate_on_ds2(ref, REF_FS, args.data_dir, args.cache_dir, purpose="ecg_search benchmark: reference CNN")
-    rows.append({"model": "reference CNN (hand-designed)", "trial": None, "arch_hash": None,
-                 "params": costs["params"], "macs": costs["macs"], "fs_hz": REF_FS,
-                 "peak_ram_kb": ref_static["peak_ram_kb"], "flash_kb_int8": ref_static["flash_kb_int8"],
-                 "energy_uj_per_beat": ref_static["energy_uj_per_beat"],
-                 "battery_days_cr2032": ref_static["battery_days"], "val_macro_f1": 100 * ref_metrics["val_macro_f1"],
-                 "train_s": ref_train_s, **ds2})
-
-    # targets of the issue, checked on DS2
-    ref_row = rows[-1]
-    for r in rows:
-        r["meets_V"] = r["V_se"] >= 90 and r["V_ppv"] >= 90
-        r["meets_S"] = r["S_se"] >= 75 and r["S_ppv"] >= 50
-        r["meets_device"] = (r["params"] <= 50_000 and r["peak_ram_kb"] * 1024 <= target.sram_bytes
-                             and r["flash_kb_int8"] * 1024 <= target.flash_bytes and r["battery_days_cr2032"] >= 7)
-        if r is not ref_row:
-            better_f1, better_e = r["macro_f1"] >= ref_row["macro_f1"], r["energy_uj_per_beat"] <= ref_row["energy_uj_per_beat"]
-            r["dominates_reference"] = bool(better_f1 and better_e and (r["macro_f1"] > ref_row["macro_f1"]
-                                                                         or r["energy_uj_per_beat"] < ref_row["energy_uj_per_beat"]))
-
-    _plot(out, complete, front, chosen, rows)
-    cols = ["model", "params", "macs", "fs_hz", "peak_ram_kb", "flash_kb_int8", "energy_uj_per_beat",
-            "battery_days_cr2032", "val_macro_f1", "macro_f1", "accuracy"] + \
-           [f"{c}_{k}" for c in "NSVF" for k in ("se", "ppv", "f1")]
-    pub_cols = ["model", "S_se", "S_ppv", "V_se", "V_ppv"]
-    md = ["# ECG search benchmark (MIT-BIH, inter-patient: search on DS1, one evaluation on DS2)", "",
-          f"- search: NSGA-II, {summary.complete} trained, {summary.failed} failed, {n_rejected} rejected before "
-          f"training, {search_s / 60:.1f} min wall time on {os.cpu_count()} CPU cores with {args.workers} workers "
-          f"(sum of trial times {total_search_s / 60:.1f} min); target nRF52840, CR2032 7 days, monitoring band",
-          f"- DS2 figures in %, from the one evaluation of each chosen model; F is essentially records 208 (DS1) "
-          f"and 213 (DS2), and record 232 holds 75 % of DS2's S beats: per-class DS2 figures rest on few patients",
-          "", "## Measured", "", _results.markdown_table(rows, cols), "",
-          "## Published inter-patient results (DS2, for comparison; not re-run here)", "",
-          _results.markdown_table(PUBLISHED, pub_cols), "",
-          "## Targets (DS2)", "",
-          _results.markdown_table(rows, ["model", "meets_V", "meets_S", "meets_device", "dominates_reference"]),
-          "", "![Pareto plot](ecg_search_pareto.png)"]
-    flat_rows = [{k: v for k, v in r.items() if k != "confusion"} for r in rows]
-    _results.write("ecg_search", flat_rows, "\n".join(md), published=PUBLISHED,
-                   confusion_matrices={r["model"]: r["confusion"] for r in rows},
-                   search={"complete": summary.complete, "failed": summary.failed, "rejected": n_rejected,
-                           "wall_s": search_s, "workers": args.workers, "minutes_budget": args.minutes,
-                           "epochs": args.epochs, "data_fraction": args.data_fraction, "study_dir": str(out)})
-    print("\n".join(md))
+    for r in final_rows:
+        rows.append({**r, "selection": "rule" if r["model"].startswith("rule") else "baseline"})
+    for r in posthoc:
+        rows.append({**r, "selection": "post-hoc"})
+    md = _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s,
+                   chosen_fid, default_obj)
+    _results.write("ecg_search", rows, md, repeatability=rep_rows, rr_features=rr_rows, searches=search_rows,
+                   p_nsga2_beats_random=p_search, compound=comp, published=PUBLISHED, fidelity=fidelity,
+                   ds2_accesses=_accesses(args, t_start), wall_minutes=total_min,
+                   cpu_s_per_candidate={"median": float(np.median(train_s)), "max": float(np.max(train_s))})
+    print(md)
     return 0
 
 
-def _plot(out: Path, complete, front, chosen, rows) -> None:
-    import matplotlib
+def _accesses(args, since: float):
+    """The loader's DS2 access log lines written by this run (timestamps after its start)."""
+    import dataclasses
+    from datetime import datetime
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nas_ecg.data import _loader
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
-    ax = axes[0]
-    ax.scatter([t.costs["energy_uj_per_beat"] for t in complete], [100 * t.metrics["val_macro_f1"] for t in complete],
-               s=12, c="0.65", label="trained candidates")
-    fr = sorted(front, key=lambda t: t.costs["energy_uj_per_beat"])
-    ax.plot([t.costs["energy_uj_per_beat"] for t in fr], [100 * t.metrics["val_macro_f1"] for t in fr], "o-", c="C3",
-            label="Pareto front (validation)")
-    ref = rows[-1]
-    ax.scatter([ref["energy_uj_per_beat"]], [ref["val_macro_f1"]], marker="*", s=160, c="k", label="reference CNN")
-    ax.set_xscale("log")
-    ax.set_xlabel("energy per beat on nRF52840 (uJ)")
-    ax.set_ylabel("validation macro-F1 (%)")
-    ax.set_title("search on DS1")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    for r in rows[:-1]:
-        ax.scatter([r["energy_uj_per_beat"]], [r["macro_f1"]], c="C3")
-        ax.annotate(str(r["trial"]), (r["energy_uj_per_beat"], r["macro_f1"]), fontsize=7)
-    ax.scatter([ref["energy_uj_per_beat"]], [ref["macro_f1"]], marker="*", s=160, c="k", label="reference CNN")
-    ax.set_xscale("log")
-    ax.set_xlabel("energy per beat on nRF52840 (uJ)")
-    ax.set_ylabel("DS2 macro-F1 (%)")
-    ax.set_title("chosen models, one evaluation on DS2")
-    ax.legend(fontsize=8)
-    for a in axes:
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(_results.RESULTS / "ecg_search_pareto.png")
-    plt.close(fig)
+    out = []
+    for a in _loader(args.data_dir, args.cache_dir).ds2_accesses():
+        if datetime.fromisoformat(a.timestamp).timestamp() >= since - 1:
+            out.append(dataclasses.asdict(a))
+    return out
+
+
+def _ds2_eval(model, test):
+    import torch
+
+    from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
+    from nas_ecg.data import CLASSES
+
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(test.y), 2048):
+            preds.append(model(torch.as_tensor(test.x[i:i + 2048]), torch.as_tensor(test.rr[i:i + 2048])).argmax(1).numpy())
+    cm = confusion_matrix(test.y, np.concatenate(preds), len(CLASSES))
+    out = {"ds2_macro_f1": 100 * macro_f1(cm, (0, 1, 2, 3)), "ds2_macro_f1_nsv": 100 * macro_f1(cm, (0, 1, 2)),
+           "ds2_accuracy": 100 * accuracy(cm)}
+    for name, st in zip(CLASSES, per_class(cm)):
+        if name != "Q":
+            out.update({f"{name}_se": 100 * st["se"], f"{name}_ppv": 100 * st["ppv"]})
+    return out
+
+
+def _final(args, out, chosen, fs, target, task, score):
+    """Final recipe (fixed before DS2 is read): train on all DS1 for FINAL_EPOCHS, then one DS2 access."""
+    import torch
+
+    from nas_core.estimators.base import EvalContext
+    from nas_core.estimators.crossval import _predict  # noqa: F401
+    from nas_core.hardware import measure_costs
+    from nas_core.space import Architecture
+    from nas_ecg.budget import ecg_static_metrics
+    from nas_ecg.crossval import ECGCVEstimator
+    from nas_ecg.data import final_test_data
+    from nas_ecg.reference import build_reference, reference_length
+    from nas_ecg.space import EfficientECGSpace
+
+    est = ECGCVEstimator(data_dir=args.data_dir, cache_dir=args.cache_dir, band=task.band_hz, folds=args.folds,
+                         epochs=FINAL_EPOCHS, data_fraction=1.0, batch_size=256, lr=3e-3, threads=1, refit=True)
+    budget = task.energy_budget(target)
+    space = EfficientECGSpace()
+    entries = [("rule-chosen: trial %d" % chosen.number, chosen.arch, lambda: space.build(chosen.arch), chosen),
+               ("reference CNN (hand-designed, at the chosen rate)", Architecture({"fs_hz": fs, "reference": "cnn3"}),
+                build_reference, None)]
+    models, rows = [], []
+    for name, arch, build, trial in entries:
+        torch.manual_seed(0)
+        model = build()
+        t0 = time.time()
+        m = est.evaluate(EvalContext(arch, model, 0, artifact_dir=str(out / "final" / name.split(":")[0].split()[0])))
+        length = reference_length(fs) if trial is None else None
+        shape = ((2, length), (8,)) if length else task.input_shape(arch)
+        costs = measure_costs(model, shape, target).as_metrics()
+        static = ecg_static_metrics(costs, target, fs, budget)
+        rows.append({"model": name, "fs_hz": fs, "params": costs["params"], "macs": costs["macs"],
+                     "energy_uj_per_beat": static["energy_uj_per_beat"], "battery_days": static["battery_days"],
+                     "peak_ram_kb": static["peak_ram_kb"], "flash_kb_int8": static["flash_kb_int8"],
+                     "cv_score": 100 * m[score], "cv_macro_f1": 100 * m["cv_macro_f1"],
+                     "cv_macro_f1_nsv": 100 * m["cv_macro_f1_nsv"],
+                     "phi": arch.get("phi"), "alpha": arch.get("alpha"), "beta": arch.get("beta"),
+                     "gamma": arch.get("gamma"), "final_train_s": time.time() - t0})
+        models.append(model)
+    test = final_test_data(fs, purpose="ecg_search v2: rule-chosen model and reference, once",
+                           data_dir=args.data_dir, cache_dir=args.cache_dir)
+    for r, model in zip(rows, models):
+        r.update(_ds2_eval(model, test))
+        r["meets_V"] = r["V_se"] >= 90 and r["V_ppv"] >= 90
+        r["meets_S"] = r["S_se"] >= 75 and r["S_ppv"] >= 50
+        r["meets_device"] = bool(r["params"] <= 50_000 and r["peak_ram_kb"] * 1024 <= target.sram_bytes
+                                 and r["battery_days"] >= SCENARIO["battery_days"])
+    return rows
+
+
+def _posthoc(args, out, searches, rep_results):
+    """POST-HOC: DS2 macro-F1 of every trained search architecture (its refit model), for validity only."""
+    import torch
+
+    from nas_ecg.data import final_test_data
+    from nas_ecg.space import EfficientECGSpace
+
+    space = EfficientECGSpace()
+    by_fs: dict[float, list] = {}
+    for (strategy, seed), (d, complete, _) in searches.items():
+        for t in complete:
+            p = d / "trials" / f"{t.number:05d}" / "model.pt"
+            if p.exists():
+                by_fs.setdefault(t.costs["fs_hz"], []).append((f"{strategy}-s{seed}-t{t.number}", t, p))
+    rows = []
+    for fs, items in sorted(by_fs.items()):
+        test = final_test_data(fs, purpose="ecg_search v2: POST-HOC validity table", data_dir=args.data_dir,
+                               cache_dir=args.cache_dir)
+        for name, t, p in items:
+            model = space.build(t.arch)
+            model.load_state_dict(torch.load(p, weights_only=True))
+            rows.append({"model": name, "fs_hz": fs, "params": t.costs["params"], "macs": t.costs["macs"],
+                         "cv_score": 100 * t.metrics["cv_macro_f1"], "phi": t.arch["phi"],
+                         "alpha": t.arch["alpha"], "beta": t.arch["beta"], "gamma": t.arch["gamma"],
+                         **_ds2_eval(model, test)})
+    if len(rows) >= 3:
+        rho = spearman([r["cv_score"] for r in rows], [r["ds2_macro_f1"] for r in rows])
+        for r in rows:
+            r["validity_spearman_all"] = rho
+    return rows
+
+
+def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s, chosen_fid,
+              default_obj):
+    rule = [r for r in rows if r["selection"] != "post-hoc"]
+    cols = ["model", "selection", "fs_hz", "params", "macs", "phi", "alpha", "beta", "gamma", "energy_uj_per_beat",
+            "battery_days", "cv_score", "ds2_macro_f1", "N_se", "N_ppv", "S_se", "S_ppv", "V_se", "V_ppv", "F_se",
+            "F_ppv", "meets_V", "meets_S", "meets_device"]
+    md = ["# ECG benchmark v2: record-level cross-validated search on DS1, one rule-chosen model on DS2", "",
+          f"Fidelity of every search candidate: {args.folds}-fold cross-validation over the 22 DS1 records, "
+          f"{args.epochs} epochs, {args.data_fraction:.0%} of each fold's training beats, then a refit on all DS1; "
+          f"pooled out-of-fold scores. "
+          f"Scenario: nRF52840, CR2032, {SCENARIO['battery_days']:g} days, <= {SCENARIO['max_params']} parameters. "
+          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per candidate median "
+          f"{np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
+          f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, two seeds, "
+          "DS1 out-of-fold)", "",
+          _results.markdown_table(rep_rows, ["fidelity", "objective", "spearman_seeds", "partial_spearman_macs",
+                                             "spearman_score_macs", "seed_diff_std", "arch_std", "mean_score",
+                                             "cpu_s_median", "cpu_s_max"]), "",
+          f"Rule (`choose_fidelity`, fixed in code): the cheapest fidelity with Spearman >= {MIN_SPEARMAN} and "
+          f"partial Spearman >= {MIN_PARTIAL}, else the highest partial Spearman. Chosen: fidelity "
+          f"**{_fid_key(chosen_fid)}** (epochs x data fraction), objective **{default_obj}**.", "",
+          "RR feature sets (same 12 architectures, seed 0, means):", "",
+          _results.markdown_table(rr_rows, ["rr_features", "cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1"]), "",
+          "## 2. Search against its random control (same budget, seeds, constraints)", "",
+          _results.markdown_table(search_rows, ["strategy", "seed", "complete", "rejected", "rejected_by_energy",
+                                                "rejected_by_params", "rejected_by_ram", "best_score", "best_cv_macro_f1"]), "",
+          f"One-sided Mann-Whitney, NSGA-II best > random best over {args.seeds} seeds: p = {p_search:.3f}", "",
+          "## 3. Compound scaling from the rule-chosen base design", "",
+          f"alpha, beta, gamma = {comp['coefficients']}; largest feasible phi = "
+          f"{comp['sweep']['largest_feasible_phi']}; first phi at which each budget binds: "
+          f"{comp['sweep']['binds_at_phi']}", "",
+          _results.markdown_table(comp["sweep"]["rows"], ["phi", "fs_hz", "params", "macs", "energy_uj_per_beat",
+                                                          "energy_budget_uj_per_beat", "feasible", "cv_macro_f1",
+                                                          "violations"]), "",
+          "Grid at phi = 1:", "",
+          _results.markdown_table(comp["grid"], ["alpha", "beta", "gamma", "macs", "feasible", "cv_macro_f1"]), "",
+          "## 4-5. The rule-chosen model and the reference on DS2 (one evaluation)", "",
+          _results.markdown_table(rule, cols), "",
+          "Published inter-patient results (DS2; not re-run here):", "",
+          _results.markdown_table(PUBLISHED, ["model", "S_se", "S_ppv", "V_se", "V_ppv"]), ""]
+    if posthoc:
+        md += ["## POST-HOC (not used for any choice or claim): DS2 of every trained search architecture", "",
+               f"Spearman(out-of-fold score, DS2 macro-F1) over {len(posthoc)} architectures: "
+               f"{posthoc[0].get('validity_spearman_all', float('nan')):.3f}", "",
+               _results.markdown_table(posthoc, ["model", "fs_hz", "params", "macs", "cv_score", "ds2_macro_f1",
+                                                 "S_se", "S_ppv", "V_se", "V_ppv"])]
+    return "\n".join(md)
 
 
 if __name__ == "__main__":
