@@ -181,6 +181,7 @@ def main() -> int:
                     help="search fidelities to measure, EPOCHSxFRACTION[xREPEATS], cheapest first")
     ap.add_argument("--budget", type=int, default=16, help="trained candidates per search")
     ap.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
+    ap.add_argument("--population", type=int, default=6, help="NSGA-II population size")
     ap.add_argument("--grid-max", type=int, default=8, help="grid points of the compound workflow (distinct nets)")
     ap.add_argument("--data-dir", default=os.environ.get("MITDB_DIR"))
     ap.add_argument("--cache-dir", default=os.environ.get("NAS_CACHE_DIR"))
@@ -242,7 +243,7 @@ def main() -> int:
     from nas_core.study import StudyConfig, run_study
 
     searches = {}
-    for strategy, sopts in (("nsga2", {"population_size": 8}), ("random", {})):
+    for strategy, sopts in (("nsga2", {"population_size": args.population}), ("random", {})):
         for seed in range(args.seeds):
             d = out / f"search-{strategy}-seed{seed}"
             cfg = StudyConfig(space="ecg/efficient-cnn", strategy=strategy, strategy_options=sopts,
