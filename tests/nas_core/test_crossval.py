@@ -171,3 +171,29 @@ def test_real_training_scores_separable_groups_and_refits(tmp_path):
     # deterministic under the seed
     again = est.evaluate(EvalContext(Architecture({"a": 1}), torch.nn.Linear(4, 3), seed=3))
     assert again["cv_macro_f1"] == pytest.approx(m["cv_macro_f1"])
+
+
+def test_folds_are_a_fidelity_for_successive_halving():
+    """One fold for every candidate, all folds for the survivors."""
+    from nas_core.space import Categorical, SearchSpace
+    from nas_core.store import TrialState
+    from nas_core.strategies.base import Objective, Proposal, TrialResult
+    from nas_core.strategies.hyperband import SuccessiveHalving
+
+    x = np.array([[0, 0], [1, 0], [0, 1], [0, 1], [2, 2], [1, 2], [1, 3], [2, 3]], dtype=np.float32)
+    data = GroupedData(x, np.array([0, 1, 0, 1, 2, 2, 1, 2]), np.array(["0", "0", "1", "1", "2", "2", "3", "3"]), 3)
+    est = _NoTraining(lambda: data, folds=2, epochs=1, scores={"f1": (0, 1, 2)})
+    est.seen = []
+    space = SearchSpace("toy", [Categorical("a", list(range(9)))])
+    sh = SuccessiveHalving(space, [Objective("cv_f1", "max")], seed=0, fidelity_key="folds", budgets=[1, 2], eta=2,
+                           n_configs=4)
+    runs = []
+    for number in range(6):
+        p = sh.ask()
+        arch, fid = (p.arch, dict(p.fidelity)) if isinstance(p, Proposal) else (p, {})
+        m = est.evaluate(EvalContext(arch, _Rule(), seed=0, fidelity=fid))
+        runs.append((fid.get("folds"), m["cv_folds_run"], arch.hash))
+        sh.tell(arch, TrialResult(TrialState.COMPLETE, m, number, fid))
+    assert [r[0] for r in runs] == [1, 1, 1, 1, 2, 2]
+    assert all(r[0] == r[1] for r in runs)
+    assert {r[2] for r in runs[4:]} <= {r[2] for r in runs[:4]}  # survivors of the one-fold rung

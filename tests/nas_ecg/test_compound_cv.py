@@ -168,3 +168,30 @@ def test_ble_events_option_moves_the_budget():
     quiet = ECGTask(EfficientECGSpace(), battery_days=14, ble_events_per_hour=0).energy_budget(target)
     chatty = ECGTask(EfficientECGSpace(), battery_days=14).energy_budget(target)
     assert quiet.per_beat_budget_j(125.0) > chatty.per_beat_budget_j(125.0)
+
+
+MITDB = Path(__import__("os").environ.get("MITDB_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data"
+             / "mitdb")
+needs_data = pytest.mark.skipif(not (MITDB / "100.hea").is_file(), reason=f"MIT-BIH not found at {MITDB}; set MITDB_DIR")
+
+
+@needs_data
+def test_record_folds_keep_records_whole_cover_ds1_once_and_never_touch_ds2(tmp_path):
+    import numpy as np
+    from nas_data.mitdb import DS1, DS2
+
+    from nas_ecg.crossval import SEPARATE_RECORDS, ds1_grouped
+
+    task = ECGTask(EfficientECGSpace(), cv_folds=5, data_dir=str(MITDB), cache_dir=str(tmp_path / "c"))
+    est = task.estimator()
+    data = ds1_grouped(125.0, data_dir=str(MITDB), cache_dir=str(tmp_path / "c"))
+    plan = est.plan(data)
+    members = [r for fold in plan.folds for r in fold]
+    assert sorted(members) == sorted(DS1) and len(members) == len(set(members))  # whole records, each once
+    assert not set(members) & set(DS2) and not set(np.unique(data.groups)) & set(DS2)
+    assert plan.fold_of(SEPARATE_RECORDS[0]) != plan.fold_of(SEPARATE_RECORDS[1])  # 208 (F) and 209 (S)
+    for fold in plan.folds:  # N, S, V in every fold's validation part
+        y = data.y[np.isin(data.groups, fold)]
+        assert all((y == c).any() for c in (0, 1, 2))
+    assert len(data.y) == 51021  # every DS1 beat (45866 N + 944 S + 3788 V + 415 F + 8 Q)
+    assert not (tmp_path / "c" / "mitdb" / "ds2_access.log").exists()

@@ -29,3 +29,19 @@ def test_bad_ecg_input(args, env, needle, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert needle in lines[0] and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--option", "cv_folds=1"], "cv_folds must be an integer in 2..22"),
+    (["--option", "cv_folds=30"], "cv_folds must be an integer in 2..22"),
+    (["--option", "cv_folds=3", "--option", "patience=2"], "drop 'patience'"),
+    (["--option", "rr_features=seconds"], "rr_features"),
+    (["--battery-days", "0"], "battery_days must be > 0"),
+])
+def test_bad_cv_and_scenario_input(args, needle, tmp_path):
+    out = tmp_path / "o"
+    r = nas("run", "ecg/efficient-cnn", "--target", "nrf52840", *args, "--out", str(out))
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert needle in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
