@@ -96,6 +96,19 @@ def scaled(arch: Architecture | dict) -> dict[str, Any]:
             "stem_channels": max(4, int(4 * round(8 * a["beta"] ** phi / 4)))}
 
 
+def design_dimensions() -> list:
+    """The base design both spaces search: per stage block, expansion, kernel and downsampling; the head."""
+    return [
+        Repeat("stages", [
+            Categorical("block", ["plain", "separable", "inverted"]),
+            Categorical("expansion", [2, 4], when={"block": ["inverted"]}),
+            Categorical("kernel", [3, 5, 7, 9]),
+            Categorical("downsample", ["max", "avg", "stride"]),
+        ], min_count=2, max_count=3),
+        Categorical("head_hidden", [0, 16, 32]),
+    ]
+
+
 class CompoundECGSpace(SearchSpace):
     """``ecg/compound-cnn``: 1D CNNs on beat windows plus RR features, any integer rate."""
 
@@ -114,13 +127,7 @@ class CompoundECGSpace(SearchSpace):
             Categorical("alpha", [1.0, 1.1, 1.2]),
             Categorical("beta", [1.0, 1.1, 1.2]),
             Categorical("gamma", [1.0, 1.1, 1.15, 1.25]),
-            Repeat("stages", [
-                Categorical("block", ["plain", "separable", "inverted"]),
-                Categorical("expansion", [2, 4], when={"block": ["inverted"]}),
-                Categorical("kernel", [3, 5, 7, 9]),
-                Categorical("downsample", ["max", "avg", "stride"]),
-            ], min_count=2, max_count=3),
-            Categorical("head_hidden", [0, 16, 32]),
+            *design_dimensions(),
         ])
 
     def build(self, arch: Architecture):
@@ -146,13 +153,7 @@ class EfficientECGSpace(SearchSpace):
             Categorical("beta", [float(c["beta"])]),
             Categorical("gamma", [float(c["gamma"])]),
             Categorical("rates", ["max30003"]),
-            Repeat("stages", [
-                Categorical("block", ["plain", "separable", "inverted"]),
-                Categorical("expansion", [2, 4], when={"block": ["inverted"]}),
-                Categorical("kernel", [3, 5, 7, 9]),
-                Categorical("downsample", ["max", "avg", "stride"]),
-            ], min_count=2, max_count=3),
-            Categorical("head_hidden", [0, 16, 32]),
+            *design_dimensions(),
         ])
         self.coefficients = {k: float(c[k]) for k in ("alpha", "beta", "gamma")}
 
