@@ -22,9 +22,11 @@ uses every group of the training split once for scoring:
 The number of folds trained is a fidelity (``folds``, 1..K): successive halving,
 Hyperband and BOHB can score many candidates on one fold and the survivors on
 all ``K`` (``--strategy hyperband --strategy-option fidelity_key=folds``). With
-``refit=True`` the candidate is finally trained on every group and those weights
-are kept and saved (``model.pt``); the cross-validated metrics estimate how that
-model does on groups it has not seen.
+``refit=True`` the candidate is finally trained on every group (at the same
+``data_fraction`` and epochs) and those weights are kept and saved (``model.pt``);
+the cross-validated metrics estimate how that model does on groups it has not seen.
+The folds are ordered most representative first, so ``folds=1`` scores on a
+typical fold.
 
 Example::
 
@@ -101,9 +103,10 @@ def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: 
     The rule (deterministic under ``seed``):
 
     * per group, the share of each class's samples it holds;
-    * groups are placed one at a time, most "concentrated" first (the largest
-      share of any class the group holds; ties broken by a permutation drawn
-      from ``seed``, so another seed gives another valid assignment);
+    * groups are placed one at a time: the ``separate`` groups first, then (for
+      ``seed = 0``) the most "concentrated" first (the largest share of any
+      class the group holds), or (any other seed) in an order drawn from the
+      seed, so another seed gives another valid assignment (repeated CV);
     * each goes to the fold that keeps the folds closest to ``1/k`` of every
       class and of the samples (least sum of squared deviations), among the
       folds that hold none of the ``separate`` groups when it is one of them.
@@ -144,7 +147,10 @@ def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: 
         raise ConfigError(f"cannot put {len(sep)} groups to separate into {k} different folds")
     rng = np.random.default_rng(seed)
     tiebreak = rng.permutation(len(names))
-    order = sorted(range(len(names)), key=lambda i: (-(names[i] in sep), -share[i].max(), tiebreak[i]))
+    if seed == 0:
+        order = sorted(range(len(names)), key=lambda i: (-(names[i] in sep), -share[i].max(), tiebreak[i]))
+    else:  # another valid assignment: the groups to separate first, the others in a random order
+        order = sorted(range(len(names)), key=lambda i: (-(names[i] in sep), tiebreak[i]))
     fold_share = np.zeros((k, nc))
     fold_size = np.zeros(k)
     members: list[list[str]] = [[] for _ in range(k)]
@@ -165,15 +171,18 @@ def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: 
         fold_share[best] += share[i]
         fold_size[best] += sizes[i]
         members[best].append(names[i])
-    plan = FoldPlan(tuple(tuple(m) for m in members))
+    # the most representative fold first (closest to 1/k of every class and of the samples), so that the
+    # ``folds`` fidelity's cheapest rung (one fold) scores candidates on a typical fold, not an extreme one
+    dev = ((fold_share[:, present] - 1.0 / k) ** 2).sum(1) + (fold_size - 1.0 / k) ** 2
+    plan = FoldPlan(tuple(tuple(members[f]) for f in sorted(range(k), key=lambda f: (dev[f], f))))
     for c in require_classes or ():
         holders = [names[i] for i in range(len(names)) if counts[i, c] > 0]
         for f, m in enumerate(plan.folds):
             if not any(counts[index[n], c] > 0 for n in m):
                 raise ConfigError(
                     f"cv_folds = {k}: fold {f} (groups {' '.join(m)}) would hold no samples of class {c}, which only "
-                    f"{len(holders)} group(s) hold ({' '.join(holders)}); use at most {len(holders)} folds or drop "
-                    f"class {c} from the required classes")
+                    f"{len(holders)} group(s) hold ({' '.join(holders)}); use fewer folds or drop class {c} from "
+                    f"the required classes")
     return plan
 
 
@@ -233,7 +242,7 @@ class GroupedCVEstimator(TrainingEstimator):
         self.separate = tuple(str(s) for s in separate)
         self.refit = bool(refit)
         self._grouped: GroupedData | None = None
-        self._plans: dict[int, FoldPlan] = {}
+        self._plans: dict[str, FoldPlan] = {}
         names = [f"cv_{s}" for s in self.scores] + ["cv_accuracy", f"cv_{self.main}_fold_mean",
                                                     f"cv_{self.main}_fold_std", "cv_folds_run", "cv_samples_scored",
                                                     "epochs_run"]
@@ -261,7 +270,9 @@ class GroupedCVEstimator(TrainingEstimator):
 
     def plan(self, data: GroupedData) -> FoldPlan:
         """The fold assignment of ``data`` (computed once per estimator)."""
-        key = id(data)
+        import hashlib
+
+        key = hashlib.sha256(np.asarray(data.y).tobytes() + "|".join(map(str, data.groups)).encode()).hexdigest()
         if key not in self._plans:
             self._plans = {key: assign_folds(data.groups, data.y, self.k, n_classes=data.n_classes,
                                              require_classes=self.require_classes, separate=self.separate,

@@ -121,11 +121,22 @@ class Evaluator:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / "compound.json"
-        self.done: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        opts = {k: v for k, v in task.options.items() if k not in ("data_dir", "cache_dir", "download")}
+        self.fingerprint = json.dumps({"task": opts, "target": target.name, "constraints": [str(c) for c in
+                                                                                           self.constraints],
+                                       "seed": seed}, sort_keys=True, default=str)
+        self.done: dict[str, dict] = {}
+        if self.path.exists():
+            saved = json.loads(self.path.read_text())
+            if saved.get("fingerprint") != self.fingerprint:
+                raise ConfigError(f"{self.out} holds a compound run with other settings ({saved.get('fingerprint')}); "
+                                  f"use another --out")
+            self.done = saved["evaluations"]
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.done, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "evaluations": self.done}, indent=1,
+                                  sort_keys=True))
         tmp.replace(self.path)
 
     def static(self, arch) -> tuple[dict[str, float], dict[str, str]]:
@@ -206,7 +217,7 @@ def sweep(ev: Evaluator, base: Mapping[str, Any], coeffs: tuple[float, float, fl
     """phi = 0, step, 2 step, ... up to the phi at which every budget binds (or ``phi_max``); train the feasible."""
     if not phi_step > 0:
         raise ConfigError(f"phi_step must be > 0, got {phi_step!r}")
-    from nas_ecg.space import scaled
+    from nas_ecg.space import FRONT_END_RATES_HZ, scaled
 
     phis, binds, first_of, same_as = [], {}, {}, {}
     saturated_at = None
@@ -217,7 +228,7 @@ def sweep(ev: Evaluator, base: Mapping[str, Any], coeffs: tuple[float, float, fl
         spec = json.dumps(scaled(arch), sort_keys=True)
         if spec in first_of:  # rounding (or a capped rate) gives the network of a smaller phi again
             same_as[phi] = first_of[spec]
-            if not (coeffs[0] > 1 or coeffs[1] > 1):
+            if not (coeffs[0] > 1 or coeffs[1] > 1) and scaled(arch)["fs_hz"] == max(FRONT_END_RATES_HZ):
                 saturated_at = first_of[spec]  # only the rate scales, and it is capped: nothing grows any more
                 break
             continue
@@ -251,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base", help="JSON file with 'stages' and 'head_hidden' (default: DEFAULT_BASE)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--option", action="append", default=[], help="task option key=value (repeatable)")
-    ap.add_argument("--constraint", action="append", default=["params<=50000"])
+    ap.add_argument("--constraint", action="append", help="extra hard constraint, repeatable (default: params<=50000)")
     ap.add_argument("--score", default="cv_macro_f1", help="metric to maximise in the grid")
     ap.add_argument("--tolerance", type=float, default=0.1)
     ap.add_argument("--phi-step", type=float, default=0.5)
@@ -262,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         result = run(args.target, args.battery_days, args.out, base=_read_base(args.base),
-                     options=_options(args.option, args.data_dir), constraints=[Constraint.parse(c) for c in args.constraint],
+                     options=_options(args.option, args.data_dir),
+                     constraints=[Constraint.parse(c) for c in (args.constraint or ["params<=50000"])],
                      score=args.score, tolerance=args.tolerance, phi_step=args.phi_step, phi_max=args.phi_max,
                      seed=args.seed, workers=args.workers)
     except ConfigError as e:
@@ -288,6 +300,9 @@ def run(target_name: str, days: float, out: str | os.PathLike, *, base: Mapping[
     target = load_ecg_target(target_name)
     cons = [c for c in task.default_constraints(target) if c.metric != "fs_hz"] + list(constraints)
     ev = Evaluator(task, target, cons, Path(out), seed=seed, progress=progress)
+    if score not in ev.estimator.metric_names:
+        raise ConfigError(f"score {score!r} is not a metric of the task's estimator ({', '.join(ev.estimator.metric_names)}); "
+                          f"with cv_folds the scores are cv_*")
     triples = list(triples or distinct(base, grid(tolerance=tolerance)))
     costs = cost_check(base, triples)
     coeffs, grid_rows = run_grid(ev, base, triples, score, workers=workers)

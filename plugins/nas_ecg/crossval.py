@@ -11,9 +11,12 @@ Fold placement (:func:`~nas_core.estimators.crossval.assign_folds`): records
 are placed most "concentrated" first, so 208 (373 of DS1's 415 F beats) and
 209 (383 of its S beats) are placed first and are kept in different folds
 (``separate``), and every fold must hold N, S and V beats (else a clear error
-naming the fold). F is required too when the fold count allows it (F beats sit
-in only a handful of DS1 records); with more folds than F-holding records the
-F requirement is dropped and the pooled score still includes every F beat.
+naming the fold). F is required too for K <= 4 (F beats sit mostly in 208 and
+in a few beats of 9 other DS1 records, too few to give every fold a meaningful F
+count beyond that); for K > 4 the F requirement is dropped and the pooled score
+still includes every F beat. 16 DS1 records hold S beats, so K <= 11 in practice
+(the task checks the assignment when a study starts). MIT-BIH records 201 (DS1)
+and 202 (DS2) come from one patient: that is de Chazal's split, kept as published.
 
 Scores (pooled out-of-fold): ``cv_macro_f1`` (N, S, V, F), ``cv_macro_f1_nsv``
 (N, S, V), ``cv_sv_f1`` (mean of S-F1 and V-F1), per-class Se/+P/F1, and the
@@ -48,6 +51,30 @@ def ds1_grouped(fs_hz: float, *, data_dir=None, cache_dir=None, download=False, 
     return GroupedData((arrays.x, arrays.rr), arrays.y, arrays.record, n_classes=len(CLASSES))
 
 
+def required_classes(folds: int) -> tuple[int, ...]:
+    """Classes every fold must hold: N, S, V, and F for up to 4 folds."""
+    return (0, 1, 2, 3) if folds <= 4 else (0, 1, 2)
+
+
+def check_folds(folds: int, *, fold_seed: int = 0, data_dir=None, cache_dir=None, download=False) -> None:
+    """Fail before a study starts when ``folds`` cannot give every fold its required classes (annotations only)."""
+    import numpy as np
+    from nas_data.mitdb import DS1
+
+    from nas_core.estimators.crossval import assign_folds
+    from nas_ecg.data import _loader
+
+    mit = _loader(data_dir, cache_dir, download)
+    groups, labels = [], []
+    for rec in DS1:
+        counts = mit.class_counts([rec])
+        for c, name in enumerate(counts):
+            groups += [rec] * counts[name]
+            labels += [c] * counts[name]
+    assign_folds(np.array(groups), np.array(labels), folds, n_classes=5, require_classes=required_classes(folds),
+                 separate=SEPARATE_RECORDS, seed=fold_seed)
+
+
 class ECGCVEstimator(GroupedCVEstimator):
     """Grouped cross-validation over DS1 records at the candidate's own sampling rate."""
 
@@ -55,7 +82,7 @@ class ECGCVEstimator(GroupedCVEstimator):
                  folds: int = 5, **kwargs: Any):
         from nas_ecg.data import CLASSES, F1_CLASSES
 
-        require = (0, 1, 2, 3) if folds <= 4 else (0, 1, 2)
+        require = required_classes(folds)
         super().__init__(None, folds=folds, scores=ECG_CV_SCORES, require_classes=require,
                          separate=SEPARATE_RECORDS, class_weights="balanced", class_weight_cap=50.0,
                          macro_f1_classes=F1_CLASSES, class_names=CLASSES, **kwargs)

@@ -56,9 +56,12 @@ FRONT_END_RATES_HZ = (125.0, 128.0, 200.0, 250.0, 256.0)
 #: above the monitoring band's Nyquist limit (100 Hz), and two to three blocks per stage
 EFFICIENT_BASE_FS_HZ = 125.0
 EFFICIENT_BASE_DEPTH = (2, 2, 3)
-#: alpha (depth), beta (width), gamma (rate) of ``ecg/efficient-cnn``, fixed by the grid
-#: search at phi = 1 (``python -m nas_ecg.compound grid``; results in the plugin README)
-COMPOUND_COEFFICIENTS = {"alpha": 1.2, "beta": 1.1, "gamma": 1.6}
+#: alpha (depth), beta (width), gamma (rate) of ``ecg/efficient-cnn``: a balanced triple of the
+#: compound grid (alpha * beta**2 * gamma = 2.13, within its 10 % of 2; the MACs of
+#: :data:`nas_ecg.compound.DEFAULT_BASE` grow by 2.01 from phi = 0 to 1). The grid search of
+#: :mod:`nas_ecg.compound` fixes them for a given base design; pass its result as
+#: ``EfficientECGSpace(alpha=..., beta=..., gamma=...)``.
+COMPOUND_COEFFICIENTS = {"alpha": 1.1, "beta": 1.1, "gamma": 1.6}
 #: the phi values ``ecg/efficient-cnn`` searches
 EFFICIENT_PHIS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 

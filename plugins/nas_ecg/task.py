@@ -128,6 +128,11 @@ class ECGTask(Task):
         from nas_ecg.data import _loader
 
         _loader(self.options.get("data_dir"), self.options.get("cache_dir"), bool(self.options.get("download", False)))
+        if self.cv_folds is not None:
+            from nas_ecg.crossval import check_folds
+
+            check_folds(self.cv_folds, fold_seed=int(self.options.get("cv_fold_seed", 0)),
+                        data_dir=self.options.get("data_dir"), cache_dir=self.options.get("cache_dir"))
 
     def data_checksums(self) -> dict[str, str]:
         """SHA-256 per DS1 record (the only records a search reads), prefixed ``mitdb/``."""

@@ -105,6 +105,8 @@ def test_compound_workflow_runs_and_resumes(tmp_path: Path, monkeypatch):
     calls = []
 
     class Stub:
+        metric_names = ("cv_macro_f1",)
+
         def evaluate(self, ctx):
             calls.append(ctx.arch.hash)
             s = scaled(ctx.arch)
@@ -129,6 +131,8 @@ def test_sweep_stops_when_only_a_capped_rate_scales(tmp_path: Path, monkeypatch)
     """alpha = beta = 1: once the rate reaches the front end's cap, larger phi builds the same network."""
 
     class Stub:
+        metric_names = ("cv_macro_f1",)
+
         def evaluate(self, ctx):
             return {"cv_macro_f1": 0.5}
 
@@ -194,4 +198,51 @@ def test_record_folds_keep_records_whole_cover_ds1_once_and_never_touch_ds2(tmp_
         y = data.y[np.isin(data.groups, fold)]
         assert all((y == c).any() for c in (0, 1, 2))
     assert len(data.y) == 51021  # every DS1 beat (45866 N + 944 S + 3788 V + 415 F + 8 Q)
-    assert not (tmp_path / "c" / "mitdb" / "ds2_access.log").exists()
+    from nas_data.mitdb import ACCESS_LOG_NAME, MitBih
+
+    log = MitBih(MITDB, cache_dir=tmp_path / "c").access_log
+    assert log == tmp_path / "c" / ACCESS_LOG_NAME and not log.exists()
+    # too many folds for the S-holding records: refused when the study starts, not inside every trial
+    with pytest.raises(ConfigError, match="would hold no samples of class 1"):
+        ECGTask(EfficientECGSpace(), cv_folds=14, data_dir=str(MITDB), cache_dir=str(tmp_path / "c")).prepare()
+    ECGTask(EfficientECGSpace(), cv_folds=5, data_dir=str(MITDB), cache_dir=str(tmp_path / "c")).prepare()
+
+
+def test_fine_phi_steps_do_not_stop_the_sweep_before_the_rate_cap(tmp_path: Path, monkeypatch):
+    class Stub:
+        metric_names = ("cv_macro_f1",)
+
+        def evaluate(self, ctx):
+            return {"cv_macro_f1": 0.5}
+
+    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+    res = compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, triples=[(1.0, 1.0, 2.0)],
+                       phi_step=0.1, phi_max=3.0, progress=lambda m: None)
+    rates = [r["fs_hz"] for r in res["sweep"]["rows"]]
+    assert rates[-1] == 256.0 and 200.0 in rates and res["sweep"]["saturated_after_phi"] is not None
+
+
+def test_compound_out_dir_with_other_settings_is_refused(tmp_path: Path, monkeypatch):
+    class Stub:
+        metric_names = ("cv_macro_f1",)
+
+        def evaluate(self, ctx):
+            return {"cv_macro_f1": 0.5}
+
+    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+    kw = dict(triples=[(1.0, 1.0, 2.0)], phi_step=1.0, phi_max=2.0, progress=lambda m: None)
+    compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, **kw)
+    with pytest.raises(ConfigError, match="other settings"):
+        compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3, "epochs": 2}, **kw)
+    with pytest.raises(ConfigError, match="not a metric"):
+        compound.run("nrf52840", 14.0, tmp_path / "b", options={"cv_folds": 3}, score="val_macro_f1", **kw)
+
+
+def test_default_coefficients_keep_the_cost_doubling_rule():
+    from nas_ecg.space import COMPOUND_COEFFICIENTS
+
+    c = COMPOUND_COEFFICIENTS
+    assert abs(compound.flops_factor(c["alpha"], c["beta"], c["gamma"]) - 2.0) <= 0.2
+    assert (c["alpha"], c["beta"], c["gamma"]) in compound.grid()
+    row = compound.cost_check(compound.DEFAULT_BASE, [(c["alpha"], c["beta"], c["gamma"])])[0]
+    assert 1.6 <= row["measured_factor"] <= 2.5

@@ -104,7 +104,7 @@ def test_a_real_search_on_ds1_trains_scores_and_exports(tmp_path):
     cfg = StudyConfig(space="ecg/efficient-cnn", budget=2, strategy="random", seed=3, target="ecg/nrf52840",
                       restrict={"dimensions": [
                           {"type": "categorical", "name": "phi", "choices": [0.0]},
-                          {"type": "categorical", "name": "alpha", "choices": [1.2]},
+                          {"type": "categorical", "name": "alpha", "choices": [1.1]},
                           {"type": "categorical", "name": "beta", "choices": [1.1]},
                           {"type": "categorical", "name": "gamma", "choices": [1.6]},
                           {"type": "categorical", "name": "rates", "choices": ["max30003"]},
