@@ -45,3 +45,25 @@ def test_bad_cv_and_scenario_input(args, needle, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert needle in lines[0] and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_cv_search_from_the_command_line(tmp_path):
+    """--option cv_folds=K end to end: a trained trial with pooled out-of-fold metrics and refit weights."""
+    from pathlib import Path
+
+    mitdb = Path(os.environ.get("MITDB_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mitdb")
+    if not (mitdb / "100.hea").is_file():
+        pytest.skip("MIT-BIH not available")
+    out = tmp_path / "study"
+    r = nas("run", "ecg/efficient-cnn", "--target", "nrf52840", "--battery-days", "14", "--budget", "1", "--seed", "1",
+            "--option", "cv_folds=2", "--option", "epochs=1", "--option", "data_fraction=0.02",
+            "--data-dir", str(mitdb), "--option", f"cache_dir={tmp_path / 'cache'}", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    from nas_core.store import Store, TrialState
+
+    with Store.open(out / "study.db") as st:
+        t = st.trials([TrialState.COMPLETE])[0]
+    m = t.all_metrics()
+    assert 0 <= m["cv_macro_f1"] <= 1 and m["cv_folds_run"] == 2 and m["cv_samples_scored"] == 51021
+    assert (out / "trials" / f"{t.number:05d}" / "model.pt").is_file()
+    assert not (tmp_path / "cache" / "ds2_access.log").exists()
