@@ -290,14 +290,16 @@ def main() -> int:
         best = max((t.metrics[default_obj] for t in complete), default=float("nan"))
         best_f1 = max((t.metrics["cv_macro_f1"] for t in complete), default=float("nan"))
         best_by.setdefault(strategy, []).append(best)
-        # a trial may break several budgets: each is counted (the leading metric of each "; "-separated reason)
-        broken = [part.split(" = ")[0].strip() for t in rejected for part in (t.reason or "").split("; ") if part]
+        # candidates rejected by each budget (a candidate may break several; its reason names each metric)
+        def by(*metrics: str) -> int:
+            return sum(any(f"violates {m}" in (t.reason or "") for m in metrics) for t in rejected)
+
         search_rows.append({"strategy": strategy, "seed": seed, "complete": len(complete), "rejected": len(rejected),
-                            "rejected_by_energy": sum(m.startswith("energy") for m in broken),
-                            "rejected_by_params": broken.count("params"),
-                            "rejected_by_ram": broken.count("peak_act_bytes") + broken.count("peak_ram_kb"),
-                            "rejected_by_flash": sum(m.startswith("flash") for m in broken),
-                            "rejected_by_latency": broken.count("latency_ms"),
+                            "rejected_by_energy": by("energy_margin_uj", "energy_uj_per_beat"),
+                            "rejected_by_params": by("params"),
+                            "rejected_by_ram": by("peak_act_bytes", "peak_ram_kb"),
+                            "rejected_by_flash": by("flash_int8_bytes", "flash_kb_int8"),
+                            "rejected_by_latency": by("latency_ms"),
                             "best_score": best, "best_cv_macro_f1": best_f1})
     from scipy.stats import mannwhitneyu
 
