@@ -127,16 +127,23 @@ def test_compound_workflow_runs_and_resumes(tmp_path: Path, monkeypatch):
     assert len(calls) == n and again["sweep"]["binds_at_phi"] == sw["binds_at_phi"]  # resumed: nothing retrained
 
 
-def test_sweep_stops_when_only_a_capped_rate_scales(tmp_path: Path, monkeypatch):
+class _ConstantEstimator:
+    """Scores every network 0.5 without training: the workflow's logic, no data."""
+
+    metric_names = ("cv_macro_f1",)
+
+    def evaluate(self, ctx):
+        return {"cv_macro_f1": 0.5}
+
+
+@pytest.fixture
+def constant_estimator(monkeypatch):
+    monkeypatch.setattr(ECGTask, "estimator", lambda self: _ConstantEstimator())
+
+
+def test_sweep_stops_when_only_a_capped_rate_scales(tmp_path: Path, constant_estimator):
     """alpha = beta = 1: once the rate reaches the front end's cap, larger phi builds the same network."""
 
-    class Stub:
-        metric_names = ("cv_macro_f1",)
-
-        def evaluate(self, ctx):
-            return {"cv_macro_f1": 0.5}
-
-    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
     res = compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, triples=[(1.0, 1.0, 2.0)],
                        phi_step=0.5, phi_max=6.0, progress=lambda m: None)
     sw = res["sweep"]
@@ -208,28 +215,14 @@ def test_record_folds_keep_records_whole_cover_ds1_once_and_never_touch_ds2(tmp_
     ECGTask(EfficientECGSpace(), cv_folds=5, data_dir=str(MITDB), cache_dir=str(tmp_path / "c")).prepare()
 
 
-def test_fine_phi_steps_do_not_stop_the_sweep_before_the_rate_cap(tmp_path: Path, monkeypatch):
-    class Stub:
-        metric_names = ("cv_macro_f1",)
-
-        def evaluate(self, ctx):
-            return {"cv_macro_f1": 0.5}
-
-    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+def test_fine_phi_steps_do_not_stop_the_sweep_before_the_rate_cap(tmp_path: Path, constant_estimator):
     res = compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, triples=[(1.0, 1.0, 2.0)],
                        phi_step=0.1, phi_max=3.0, progress=lambda m: None)
     rates = [r["fs_hz"] for r in res["sweep"]["rows"]]
     assert rates[-1] == 256.0 and 200.0 in rates and res["sweep"]["saturated_after_phi"] is not None
 
 
-def test_compound_out_dir_with_other_settings_is_refused(tmp_path: Path, monkeypatch):
-    class Stub:
-        metric_names = ("cv_macro_f1",)
-
-        def evaluate(self, ctx):
-            return {"cv_macro_f1": 0.5}
-
-    monkeypatch.setattr(ECGTask, "estimator", lambda self: Stub())
+def test_compound_out_dir_with_other_settings_is_refused(tmp_path: Path, constant_estimator):
     kw = dict(triples=[(1.0, 1.0, 2.0)], phi_step=1.0, phi_max=2.0, progress=lambda m: None)
     compound.run("nrf52840", 14.0, tmp_path, options={"cv_folds": 3}, **kw)
     with pytest.raises(ConfigError, match="other settings"):
