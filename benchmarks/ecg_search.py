@@ -51,7 +51,9 @@ PUBLISHED = [  # DS2, Se / +P in %, as published (ECG-NOTES.md)
     {"model": "Mar et al. 2011 (published)", "S_se": 83.2, "S_ppv": 33.5, "V_se": 86.8, "V_ppv": 75.9},
     {"model": "Zhang et al. 2014 (published)", "S_se": 79.1, "S_ppv": 36.0, "V_se": 85.5, "V_ppv": 92.7},
 ]
-OBJECTIVES = ("cv_macro_f1", "cv_macro_f1_nsv", "cv_sv_f1")
+OBJECTIVES = ("cv_macro_f1", "cv_macro_f1_nsv", "cv_sv_f1", "cv_sv_ap", "cv_sv_auroc")
+#: seeds per architecture in the repeatability check, and the estimator repeats compared (see step 1)
+REP_SEEDS, REP_REPEATS = 4, (1, 2)
 SCENARIO = {"target": "ecg/nrf52840", "battery_days": 14.0, "max_params": 50_000}
 #: the final recipe for the DS2 models: all of DS1, a fixed epoch count (no early stopping)
 FINAL_EPOCHS = 10
@@ -198,6 +200,8 @@ def main() -> int:
                          "written to results/ecg_search_posthoc.{json,md}; a separate invocation, so that the "
                          "main run reads DS2 exactly once")
     ap.add_argument("--n-archs", type=int, default=12, help="architectures of the repeatability check")
+    ap.add_argument("--stop-after", choices=("repeatability",), default=None,
+                    help="stop after step 1 (a later run with the same --out reuses its results)")
     ap.add_argument("--n-rr", type=int, default=12, help="of those, how many (evenly spaced) also with raw RR features")
     args = ap.parse_args()
     out = Path(args.out)
@@ -206,29 +210,49 @@ def main() -> int:
     args.epochs, args.data_fraction, args.repeats = 6, 0.3, 1
 
     # 1. repeatability, per fidelity ------------------------------------------------------------------
+    # Every base fidelity is trained under REP_SEEDS independent seeds (no refit: only the out-of-fold scores
+    # are used). repeats=1 compares seed 0 with seed 1 (and 2 with 3); repeats=2 compares the mean of seeds
+    # 0 and 1 with the mean of seeds 2 and 3 -- what the estimator's ``repeats=2`` computes (the mean of the
+    # per-seed pooled scores), from disjoint seeds.
     archs, macs = repeatability_archs(args.n_archs)
-    fidelities = _fidelities(args)
+    fidelities = []
     rep_rows, results = [], []
-    for fi, fid in enumerate(fidelities):
-        opts = _task_options(args, **fid)
-        jobs = [{"key": f"rep|{_fid_key(fid)}|{a.hash}|{s}", "arch": a.to_dict(), "seed": s, "options": opts}
-                for s in (0, 1) for a in archs]
-        res = _cached_map(jobs, out / "repeatability.json", args.workers, f"repeatability {_fid_key(fid)}")
+    for base in _fidelities(args):
+        opts = _task_options(args, **base, cv_refit=False)
+        jobs = [{"key": f"rep|{_fid_key(base)}|{a.hash}|{s}", "arch": a.to_dict(), "seed": s, "options": opts}
+                for s in range(REP_SEEDS) for a in archs]
+        res = _cached_map(jobs, out / "repeatability.json", args.workers, f"repeatability {_fid_key(base)}")
         results += res
         by = {r["key"]: r["metrics"] for r in res}
-        secs = [r["train_s"] for r in res]
-        for obj in OBJECTIVES:
-            s0 = [by[f"rep|{_fid_key(fid)}|{a.hash}|0"][obj] for a in archs]
-            s1 = [by[f"rep|{_fid_key(fid)}|{a.hash}|1"][obj] for a in archs]
-            mean = [(x + y) / 2 for x, y in zip(s0, s1)]
-            rep_rows.append({"fidelity": _fid_key(fid), **fid, "objective": obj,
-                             "spearman_seeds": spearman(s0, s1),
-                             "partial_spearman_macs": partial_spearman(s0, s1, macs),
-                             "spearman_score_macs": spearman(mean, macs),
-                             "seed_diff_std": float(np.std(np.array(s0) - np.array(s1)) / np.sqrt(2)),
-                             "arch_std": float(np.std(mean)), "mean_score": float(np.mean(mean)),
-                             "cpu_s_median": float(np.median(secs)), "cpu_s_max": float(np.max(secs)),
-                             "n_archs": len(archs)})
+        secs = {s: [r["train_s"] for r in res if r["seed"] == s] for s in range(REP_SEEDS)}
+        for repeats in REP_REPEATS:
+            fid = {**base, "repeats": repeats}
+            fidelities.append(fid)
+            pairs = [((0,), (1,)), ((2,), (3,))] if repeats == 1 else [((0, 1), (2, 3))]
+            per_cand = [sum(x) for x in zip(*(secs[s] for s in pairs[0][0]))]  # CPU s of one candidate
+            for obj in OBJECTIVES:
+                def score(a, seeds):
+                    return float(np.mean([by[f"rep|{_fid_key(base)}|{a.hash}|{s}"][obj] for s in seeds]))
+
+                rhos, partials, diffs, means = [], [], [], []
+                for sa, sb in pairs:
+                    s0, s1 = [score(a, sa) for a in archs], [score(a, sb) for a in archs]
+                    rhos.append(spearman(s0, s1))
+                    partials.append(partial_spearman(s0, s1, macs))
+                    diffs.append(float(np.std(np.array(s0) - np.array(s1)) / np.sqrt(2)))
+                    means.append([(x + y) / 2 for x, y in zip(s0, s1)])
+                mean = np.mean(means, axis=0)
+                rep_rows.append({"fidelity": _fid_key(fid), **fid, "objective": obj,
+                                 "seed_pairs": " ; ".join(f"{'+'.join(map(str, a))} vs {'+'.join(map(str, b))}"
+                                                          for a, b in pairs),
+                                 "spearman_seeds": float(np.mean(rhos)),
+                                 "partial_spearman_macs": float(np.mean(partials)),
+                                 "spearman_per_pair": " ; ".join(f"{r:.3f}" for r in rhos),
+                                 "spearman_score_macs": spearman(mean, macs),
+                                 "seed_diff_std": float(np.mean(diffs)),
+                                 "arch_std": float(np.std(mean)), "mean_score": float(np.mean(mean)),
+                                 "cpu_s_median": float(np.median(per_cand)), "cpu_s_max": float(np.max(per_cand)),
+                                 "n_archs": len(archs)})
         _partial(out, "repeatability", rep_rows)
     chosen_fid, default_obj = choose_fidelity(rep_rows, fidelities)
     print(f"chosen by the rule: fidelity {_fid_key(chosen_fid)}, objective {default_obj}", flush=True)
@@ -236,12 +260,14 @@ def main() -> int:
     args.repeats = chosen_fid.get("repeats", 1)
     fidelity = {"cv_folds": args.folds, **chosen_fid}
     # RR feature sets at the chosen fidelity (seed 0)
-    jobs = [{"key": f"rr-raw|{_fid_key(chosen_fid)}|{a.hash}|0", "arch": a.to_dict(), "seed": 0,
-             "options": _task_options(args, rr_features="raw")} for a in archs[::max(1, len(archs) // args.n_rr)]]
+    base_key = _fid_key({**chosen_fid, "repeats": 1})  # one seed (0) of the chosen epochs x fraction
+    jobs = [{"key": f"rr-raw|{base_key}|{a.hash}|0", "arch": a.to_dict(), "seed": 0,
+             "options": _task_options(args, rr_features="raw", cv_refit=False, repeats=1)}
+            for a in archs[::max(1, len(archs) // args.n_rr)]]
     raw = {r["key"].split("|")[2]: r["metrics"] for r in _cached_map(jobs, out / "repeatability.json",
                                                                       args.workers, "rr raw")}
     norm = {r["key"].split("|")[2]: r["metrics"] for r in results
-            if r["key"].startswith(f"rep|{_fid_key(chosen_fid)}|") and r["key"].endswith("|0")}
+            if r["key"].startswith(f"rep|{base_key}|") and r["key"].endswith("|0")}
     rr_archs = [a for a in archs if a.hash in raw]
     rr_rows = [{"rr_features": name, "n_archs": len(rr_archs), **{k: float(np.mean([m[a.hash][k] for a in rr_archs]))
                                         for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1")}}
@@ -249,6 +275,8 @@ def main() -> int:
     train_s = [r["train_s"] for r in results]
     _partial(out, "rr_features", rr_rows)
     print(json.dumps(rep_rows, indent=1), json.dumps(rr_rows, indent=1), flush=True)
+    if args.stop_after == "repeatability":
+        return 0
 
     # 2. search and random control -------------------------------------------------------------------
     from nas_core.constraints import Constraint
@@ -325,7 +353,7 @@ def main() -> int:
                         score=default_obj, workers=args.workers, progress=lambda m: print("  compound " + m, flush=True))
 
     if args.posthoc:
-        rows = _posthoc(args, out, searches, res)
+        rows = _posthoc(args, out, searches, default_obj)
         md = ["# ECG benchmark v2, POST-HOC (not used for any choice or claim)", "",
               "DS2 macro-F1 of every trained search architecture (its refit model, search fidelity), read after "
               "the main run; one DS2 access per rate, logged with purpose 'POST-HOC'.", "",
@@ -457,7 +485,7 @@ def _final(args, out, chosen, fs, target, task, score, constraints):
     return rows
 
 
-def _posthoc(args, out, searches, rep_results):
+def _posthoc(args, out, searches, score):
     """POST-HOC: DS2 macro-F1 of every trained search architecture (its refit model), for validity only."""
     import torch
 
@@ -479,7 +507,8 @@ def _posthoc(args, out, searches, rep_results):
             model = space.build(t.arch)
             model.load_state_dict(torch.load(p, weights_only=True))
             rows.append({"model": name, "fs_hz": fs, "params": t.costs["params"], "macs": t.costs["macs"],
-                         "cv_score": 100 * t.metrics["cv_macro_f1"], "phi": t.arch["phi"],
+                         "cv_score": 100 * t.metrics[score], "cv_macro_f1": 100 * t.metrics["cv_macro_f1"],
+                         "phi": t.arch["phi"],
                          "alpha": t.arch["alpha"], "beta": t.arch["beta"], "gamma": t.arch["gamma"],
                          **_ds2_eval(model, test)})
     if len(rows) >= 3:
@@ -500,11 +529,17 @@ def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, postho
           f"{args.epochs} epochs, {args.data_fraction:.0%} of each fold's training beats, then a refit on all DS1; "
           f"pooled out-of-fold scores. "
           f"Scenario: nRF52840, CR2032, {SCENARIO['battery_days']:g} days, <= {SCENARIO['max_params']} parameters. "
-          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per candidate median "
-          f"{np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
-          f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, two seeds, "
-          "DS1 out-of-fold)", "",
-          _results.markdown_table(rep_rows, ["fidelity", "objective", "spearman_seeds", "partial_spearman_macs",
+          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per trained fold set (one seed) "
+          f"median {np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
+          f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, {REP_SEEDS} "
+          "training seeds each, DS1 out-of-fold)", "",
+          "repeats 1: seed 0 against seed 1 and seed 2 against seed 3 (Spearman figures are the mean of the two "
+          "pairs); repeats 2: the mean score of seeds 0 and 1 against that of seeds 2 and 3 (what "
+          "`--option repeats=2` computes, from disjoint seeds). `cv_sv_ap` / `cv_sv_auroc`: mean one-vs-rest "
+          "average precision / ROC AUC of S and V on the pooled out-of-fold probabilities (threshold-free); the "
+          "others are F1 of the argmax.", "",
+          _results.markdown_table(rep_rows, ["fidelity", "objective", "spearman_seeds", "spearman_per_pair",
+                                             "partial_spearman_macs",
                                              "spearman_score_macs", "seed_diff_std", "arch_std", "mean_score",
                                              "cpu_s_median", "cpu_s_max"]), "",
           f"Rule (`choose_fidelity`, fixed in code): the cheapest fidelity with Spearman >= {MIN_SPEARMAN} and "

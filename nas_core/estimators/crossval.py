@@ -53,7 +53,10 @@ from nas_core.estimators.base import EvalContext
 from nas_core.estimators.lightning_trainer import TrainingEstimator, _as_tuple, _stratified_fraction
 from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
 
-__all__ = ["GroupedData", "FoldPlan", "assign_folds", "GroupedCVEstimator", "pooled_scores"]
+__all__ = ["GroupedData", "FoldPlan", "assign_folds", "GroupedCVEstimator", "pooled_scores", "pooled_prob_scores"]
+
+#: kinds of threshold-free pooled scores (one-vs-rest, averaged over the listed classes)
+PROB_SCORE_KINDS = ("ap", "auroc")
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,29 @@ def pooled_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, scores
     return out
 
 
+def pooled_prob_scores(y_true: np.ndarray, proba: np.ndarray, scores: Mapping[str, tuple[str, Sequence[int]]],
+                       prefix: str = "cv_") -> dict[str, float]:
+    """Threshold-free scores of pooled class probabilities: ``{prefix}{name}`` is the mean over the listed
+    classes of the one-vs-rest average precision (``"ap"``, area under the precision-recall curve as
+    scikit-learn computes it) or ROC AUC (``"auroc"``). A class absent from ``y_true`` scores 0 (AP) or 0.5."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    out = {}
+    for name, (kind, classes) in scores.items():
+        vals = []
+        for c in classes:
+            pos = y_true == c
+            if not pos.any() or pos.all():
+                vals.append(0.0 if kind == "ap" else 0.5)
+            elif kind == "ap":
+                vals.append(float(average_precision_score(pos, proba[:, c])))
+            else:
+                vals.append(float(roc_auc_score(pos, proba[:, c])))
+        out[f"{prefix}{name}"] = float(np.mean(vals))
+    return out
+
+
 class GroupedCVEstimator(TrainingEstimator):
     """Grouped K-fold cross-validation of a classifier, scored on pooled out-of-fold predictions.
 
@@ -208,6 +234,10 @@ class GroupedCVEstimator(TrainingEstimator):
     epoch count of every fold; ``early_stopping_patience`` is not allowed, see
     the module docstring). ``scores`` maps a score name to the classes whose
     F1 it averages; the first one is the main score, reported per fold too.
+    ``prob_scores`` maps a name to ``(kind, classes)`` for threshold-free scores
+    of the pooled out-of-fold class probabilities (:func:`pooled_prob_scores`:
+    ``"ap"`` average precision, ``"auroc"``); they do not depend on where the
+    argmax puts the decision boundary, so they vary less with the seed.
 
     Fidelity keys: ``epochs``, ``data_fraction`` (of each fold's training part,
     stratified, fixed permutation) and ``folds`` (how many of the ``K`` folds
@@ -223,7 +253,8 @@ class GroupedCVEstimator(TrainingEstimator):
 
     def __init__(self, data: Callable[[], GroupedData] | None = None, *, folds: int = 5, fold_seed: int = 0,
                  scores: Mapping[str, Sequence[int]] | None = None, require_classes: Sequence[int] | None = None,
-                 separate: Sequence[Any] = (), refit: bool = False, **kwargs: Any):
+                 separate: Sequence[Any] = (), refit: bool = False,
+                 prob_scores: Mapping[str, tuple[str, Sequence[int]]] | None = None, **kwargs: Any):
         if kwargs.get("early_stopping_patience"):
             raise ConfigError("cross-validation trains a fixed number of epochs per fold; early stopping on the "
                               "scored fold would leak it into the score (drop 'patience')")
@@ -238,12 +269,21 @@ class GroupedCVEstimator(TrainingEstimator):
         # None: macro-F1 over every class with support or predictions
         self.scores = {k: tuple(v) for k, v in scores.items()} if scores else {"macro_f1": self.macro_f1_classes}
         self.main = next(iter(self.scores))
+        self.prob_scores = {}
+        for name, spec in (prob_scores or {}).items():
+            if (not isinstance(spec, (tuple, list)) or len(spec) != 2 or spec[0] not in PROB_SCORE_KINDS
+                    or not spec[1]):
+                raise ConfigError(f"prob_scores[{name!r}] must be (kind, classes) with kind in {PROB_SCORE_KINDS} "
+                                  f"and a non-empty class list, got {spec!r}")
+            if name in self.scores:
+                raise ConfigError(f"score name {name!r} is both an F1 score and a probability score")
+            self.prob_scores[name] = (spec[0], tuple(int(c) for c in spec[1]))
         self.require_classes = tuple(require_classes) if require_classes is not None else None
         self.separate = tuple(str(s) for s in separate)
         self.refit = bool(refit)
         self._grouped: GroupedData | None = None
         self._plans: dict[str, FoldPlan] = {}
-        names = [f"cv_{s}" for s in self.scores] + ["cv_accuracy", f"cv_{self.main}_fold_mean",
+        names = [f"cv_{s}" for s in self.scores] + [f"cv_{s}" for s in self.prob_scores] + ["cv_accuracy", f"cv_{self.main}_fold_mean",
                                                     f"cv_{self.main}_fold_std", "cv_folds_run", "cv_samples_scored",
                                                     "epochs_run"]
         if self.class_names:
@@ -324,15 +364,21 @@ class GroupedCVEstimator(TrainingEstimator):
                             m.reset_parameters()
                 _, _, ran = self._fit(ctx, model, seed, train_ds, None, weight, data.n_classes, epochs)
                 epochs_run += ran
-                pred = _predict(model, val_ds)
-                preds[r].append(pred)
+                proba = _predict(model, val_ds)
+                pred = proba.argmax(1)
+                preds[r].append(proba)
                 if r == 0:
                     cm = confusion_matrix(y[val_idx], pred, data.n_classes)
                     main = self.scores[self.main]
                     fold_main.append(macro_f1(cm, None if main is None else list(main)))
         idx = np.concatenate(scored_idx)
-        per_seed = [pooled_scores(y[idx], np.concatenate(p), data.n_classes, self.scores, self.class_names)
-                    for p in preds]
+        per_seed = []
+        for p in preds:
+            proba = np.concatenate(p)
+            sc = pooled_scores(y[idx], proba.argmax(1), data.n_classes, self.scores, self.class_names)
+            if self.prob_scores:
+                sc.update(pooled_prob_scores(y[idx], proba, self.prob_scores))
+            per_seed.append(sc)
         out = {k: float(np.mean([s[k] for s in per_seed])) for k in per_seed[0]}
         if not all(math.isfinite(v) for v in out.values()):
             raise TrialFailed("cross-validation produced a non-finite score")
@@ -371,6 +417,7 @@ def _no_data() -> GroupedData:
 
 
 def _predict(model: Any, ds: Any, batch_size: int = 2048) -> np.ndarray:
+    """Class probabilities (softmax of the logits), one row per sample."""
     import torch
 
     model.eval()
@@ -379,6 +426,6 @@ def _predict(model: Any, ds: Any, batch_size: int = 2048) -> np.ndarray:
         n = len(ds)
         for b in range(0, n, batch_size):
             parts = [t[b:b + batch_size] for t in ds.tensors[:-1]]
-            out.append(model(*parts).argmax(1).cpu().numpy())
+            out.append(torch.softmax(model(*parts).float(), 1).cpu().numpy())
     model.train()
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)

@@ -20,7 +20,9 @@ and 202 (DS2) come from one patient: that is de Chazal's split, kept as publishe
 
 Scores (pooled out-of-fold): ``cv_macro_f1`` (N, S, V, F), ``cv_macro_f1_nsv``
 (N, S, V), ``cv_sv_f1`` (mean of S-F1 and V-F1), per-class Se/+P/F1, and the
-per-fold mean/std of the first.
+per-fold mean/std of the first; threshold-free, from the pooled out-of-fold
+class probabilities: ``cv_sv_ap`` (mean one-vs-rest average precision of S and
+V) and ``cv_sv_auroc`` (mean one-vs-rest ROC AUC of S and V).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from nas_core.estimators.crossval import GroupedCVEstimator, GroupedData
 
 #: pooled out-of-fold scores: name -> classes whose F1 is averaged (N=0, S=1, V=2, F=3)
 ECG_CV_SCORES = {"macro_f1": (0, 1, 2, 3), "macro_f1_nsv": (0, 1, 2), "sv_f1": (1, 2)}
+#: threshold-free pooled out-of-fold scores: name -> (kind, classes)
+ECG_CV_PROB_SCORES = {"sv_ap": ("ap", (1, 2)), "sv_auroc": ("auroc", (1, 2))}
 #: DS1 records that hold most of a rare class; kept in different folds
 SEPARATE_RECORDS = ("208", "209")
 
@@ -83,7 +87,8 @@ class ECGCVEstimator(GroupedCVEstimator):
         from nas_ecg.data import CLASSES, F1_CLASSES
 
         require = required_classes(folds)
-        super().__init__(None, folds=folds, scores=ECG_CV_SCORES, require_classes=require,
+        super().__init__(None, folds=folds, scores=ECG_CV_SCORES, prob_scores=ECG_CV_PROB_SCORES,
+                         require_classes=require,
                          separate=SEPARATE_RECORDS, class_weights="balanced", class_weight_cap=50.0,
                          macro_f1_classes=F1_CLASSES, class_names=CLASSES, **kwargs)
         self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download

@@ -92,6 +92,40 @@ def test_pooled_scores_hand_computed():
     assert s["cv_accuracy"] == pytest.approx(4 / 6)
 
 
+def test_pooled_probability_scores_hand_computed():
+    from nas_core.estimators.crossval import pooled_prob_scores
+
+    y = np.array([1, 0, 1, 0])
+    proba = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.9, 0.1]])
+    s = pooled_prob_scores(y, proba, {"ap1": ("ap", (1,)), "auc1": ("auroc", (1,)), "ap01": ("ap", (0, 1))})
+    # class 1 ranked: pos 0.9, neg 0.8, pos 0.7, neg 0.1 -> AP = (1/1 + 2/3) / 2; AUROC: 3 of 4 pairs ordered
+    assert s["cv_ap1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert s["cv_auc1"] == pytest.approx(0.75)
+    # class 0 ranked: pos 0.9 (sample 3), neg 0.3, pos 0.2 (sample 1), neg 0.1 -> the same AP
+    assert s["cv_ap01"] == pytest.approx((1 + 2 / 3) / 2)
+    # a class with no positives in the pooled labels scores 0 (AP) or chance (AUROC)
+    absent = pooled_prob_scores(np.zeros(4, int), proba, {"a": ("ap", (1,)), "b": ("auroc", (1,))})
+    assert absent == {"cv_a": 0.0, "cv_b": 0.5}
+
+
+def test_probability_scores_reach_the_metrics_and_bad_specs_are_refused():
+    x = np.array([[0, 0], [1, 0], [0, 1], [0, 1], [2, 2], [1, 2], [1, 3], [2, 3]], dtype=np.float32)
+    y = np.array([0, 1, 0, 1, 2, 2, 1, 2])
+    data = GroupedData(x, y, np.array(["0", "0", "1", "1", "2", "2", "3", "3"]), 3)
+    est = _NoTraining(lambda: data, folds=2, epochs=1, scores={"f1": (0, 1, 2)},
+                      prob_scores={"ap2": ("ap", (2,))})
+    est.seen = []
+    assert "cv_ap2" in est.metric_names
+    m = est.evaluate(EvalContext(Architecture({"a": 1}), _Rule(), seed=0))
+    # the rule gives class 2 a high probability on samples 4 and 7 (both class 2) and 0/1 ties elsewhere:
+    # from sklearn's step-wise AP: the two top-ranked are positive (precision 1 at recall 2/3), then the
+    # third positive comes with the 5 tied negatives (precision 3/8 at recall 1): AP = 2/3 + 1/3 * 3/8
+    assert m["cv_ap2"] == pytest.approx(2 / 3 + 1 / 3 * 3 / 8)
+    for bad in ({"x": ("f1", (1,))}, {"x": ("ap", ())}, {"x": "ap"}, {"f1": ("ap", (1,))}):
+        with pytest.raises(ConfigError, match="prob"):
+            _NoTraining(lambda: data, folds=2, epochs=1, scores={"f1": (0, 1, 2)}, prob_scores=bad)
+
+
 class _Rule(torch.nn.Module):
     """Predicts class round(x[:, 0]); its parameter never changes the argmax."""
 
