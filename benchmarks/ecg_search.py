@@ -270,12 +270,19 @@ def main() -> int:
             if r["key"].startswith(f"rep|{base_key}|") and r["key"].endswith("|0")}
     rr_archs = [a for a in archs if a.hash in raw]
     rr_rows = [{"rr_features": name, "n_archs": len(rr_archs), **{k: float(np.mean([m[a.hash][k] for a in rr_archs]))
-                                        for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1")}}
+                                        for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1", "cv_sv_ap")}}
                for name, m in (("normalised", norm), ("raw", raw))]
     train_s = [r["train_s"] for r in results]
     _partial(out, "rr_features", rr_rows)
     print(json.dumps(rep_rows, indent=1), json.dumps(rr_rows, indent=1), flush=True)
-    if args.stop_after == "repeatability":
+    if args.stop_after == "repeatability":  # step 1 alone: its own results file, the full run's stay
+        chosen_row = next(r for r in rep_rows if r["fidelity"] == _fid_key(chosen_fid) and r["objective"] == default_obj)
+        md = ["# ECG benchmark v2, step 1 only: repeatability of the cross-validated objectives on DS1", "",
+              _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj)]
+        _results.write("ecg_search_repeatability", rep_rows, "\n".join(md), rr_features=rr_rows,
+                       chosen={"fidelity": _fid_key(chosen_fid), "objective": default_obj, **chosen_row},
+                       wall_minutes=(time.time() - t_start) / 60)
+        print("\n".join(md))
         return 0
 
     # 2. search and random control -------------------------------------------------------------------
@@ -518,19 +525,8 @@ def _posthoc(args, out, searches, score):
     return rows
 
 
-def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s, chosen_fid,
-              default_obj):
-    rule = [r for r in rows if r["selection"] != "post-hoc"]
-    cols = ["model", "selection", "fs_hz", "params", "macs", "phi", "alpha", "beta", "gamma", "energy_uj_per_beat",
-            "battery_days", "cv_score", "ds2_macro_f1", "N_se", "N_ppv", "S_se", "S_ppv", "V_se", "V_ppv", "F_se",
-            "F_ppv", "meets_V", "meets_S", "meets_device"]
-    md = ["# ECG benchmark v2: record-level cross-validated search on DS1, one rule-chosen model on DS2", "",
-          f"Fidelity of every search candidate: {args.folds}-fold cross-validation over the 22 DS1 records, "
-          f"{args.epochs} epochs, {args.data_fraction:.0%} of each fold's training beats, then a refit on all DS1; "
-          f"pooled out-of-fold scores. "
-          f"Scenario: nRF52840, CR2032, {SCENARIO['battery_days']:g} days, <= {SCENARIO['max_params']} parameters. "
-          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per trained fold set (one seed) "
-          f"median {np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
+def _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj) -> str:
+    md = [
           f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, {REP_SEEDS} "
           "training seeds each, DS1 out-of-fold)", "",
           "repeats 1: seed 0 against seed 1 and seed 2 against seed 3 (Spearman figures are the mean of the two "
@@ -547,7 +543,25 @@ def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, postho
           f"**{_fid_key(chosen_fid)}** (epochs x data fraction), objective **{default_obj}**.", "",
           f"RR feature sets ({rr_rows[0]['n_archs']} of those architectures, evenly spaced in MACs, seed 0, chosen "
           "fidelity, means):", "",
-          _results.markdown_table(rr_rows, ["rr_features", "cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1"]), "",
+          _results.markdown_table(rr_rows, ["rr_features", "cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1", "cv_sv_ap"]), "",
+    ]
+    return "\n".join(md)
+
+
+def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s, chosen_fid,
+              default_obj):
+    rule = [r for r in rows if r["selection"] != "post-hoc"]
+    cols = ["model", "selection", "fs_hz", "params", "macs", "phi", "alpha", "beta", "gamma", "energy_uj_per_beat",
+            "battery_days", "cv_score", "ds2_macro_f1", "N_se", "N_ppv", "S_se", "S_ppv", "V_se", "V_ppv", "F_se",
+            "F_ppv", "meets_V", "meets_S", "meets_device"]
+    md = ["# ECG benchmark v2: record-level cross-validated search on DS1, one rule-chosen model on DS2", "",
+          f"Fidelity of every search candidate: {args.folds}-fold cross-validation over the 22 DS1 records, "
+          f"{args.epochs} epochs, {args.data_fraction:.0%} of each fold's training beats, then a refit on all DS1; "
+          f"pooled out-of-fold scores. "
+          f"Scenario: nRF52840, CR2032, {SCENARIO['battery_days']:g} days, <= {SCENARIO['max_params']} parameters. "
+          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per trained fold set (one seed) "
+          f"median {np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
+          _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj), "",
           "## 2. Search against its random control (same budget, seeds, constraints)", "",
           _results.markdown_table(search_rows, ["strategy", "seed", "complete", "rejected", "rejected_by_energy",
                                                 "rejected_by_params", "rejected_by_ram", "rejected_by_flash",
