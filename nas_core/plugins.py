@@ -168,6 +168,12 @@ class Registry:
     def plugin_strategies(self) -> dict[str, Any]:
         return {k: v for k, (_, v) in self._keys("strategies").items()}
 
+    def strategies(self) -> dict[str, Any]:
+        """Every strategy a study can name: the core's (``evolution``) and the plugins' (``plugin/name``)."""
+        from nas_core.strategies import CORE_STRATEGIES
+
+        return {**CORE_STRATEGIES, **self.plugin_strategies()}
+
     def broken(self) -> dict[str, str]:
         """Installed plugins that failed to load, with the reason."""
         self._ensure()

@@ -19,18 +19,30 @@ clock and memories. Every zero-cost proxy (synflow, snip, grad_norm, fisher,
 jacob_cov, naswot, params, macs) runs on two candidates of each space, finite and
 deterministic under a seed (``proxies=False`` skips this). With ``train=True`` one
 candidate is also trained at the smallest fidelity the caller gives.
+
+``check_strategy(cls)`` holds a search strategy to the contract the study loop
+relies on (every registered strategy is checked by the project's own tests, from
+the registry): proposals lie in the space (:class:`ContractSpace`: conditions
+inside a repeat, a nested repeat, conditional and log floats, non-scalar
+choices), are deterministic under a seed and differ under another; a rejected
+architecture is never proposed again; and the state round trip restores
+*everything*: a strategy whose state went through JSON (as the store keeps it) into a fresh
+instance (built with another seed) proposes exactly what the uninterrupted one
+does. A strategy that forgets ``_extra_state``/``_load_extra_state`` fails there.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping
 
 import numpy as np
 
+from nas_core.errors import ConfigError
 from nas_core.estimators.base import EvalContext
 from nas_core.plugins import Plugin, Registry
-from nas_core.space import Architecture, SearchSpace
+from nas_core.space import Architecture, Categorical, Float, Integer, Repeat, SearchSpace
 
 
 def _check(cond: bool, where: str, what: str) -> None:
@@ -119,3 +131,115 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
         from nas_core.estimators.zero_cost import check_proxies
 
         check_proxies(plugin, n_archs=2, seed=seed, task_options=task_options)
+
+
+# -- strategies ------------------------------------------------------------------------------------
+
+class ContractSpace(SearchSpace):
+    """The space of :func:`check_strategy`: conditions inside a repeat, a nested repeat, a conditional
+    float, a log float and non-scalar JSON choices (what real plugin spaces use)."""
+
+    def __init__(self) -> None:
+        super().__init__("contract", [
+            Repeat("blocks", [Categorical("op", ["conv", "pool", "skip"]),
+                              Integer("width", 8, 64, step=8, when={"op": ["conv"]}),
+                              Repeat("sub", [Categorical("k", [1, 3])], 0, 2)], 1, 3),
+            Categorical("head", ["avg", "fc"]),
+            Float("drop", 0.0, 0.5, when={"head": ["fc"]}),
+            Float("lr", 1e-4, 1e-1, log=True),
+            Categorical("cfg", [[1, 2], {"a": 1}]),
+        ])
+
+
+def contract_metrics(arch: Architecture, fidelity: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """A deterministic synthetic objective of :class:`ContractSpace` (``score`` max, ``cost`` min); a higher
+    fidelity value (any numeric fidelity key) moves the score a little, as more training would."""
+    blocks = arch["blocks"]
+    s = -0.3 * abs(len(blocks) - 2) + sum(b.get("width", 0) / 64 for b in blocks) / len(blocks)
+    s -= abs(math.log10(arch["lr"]) + 2.5) * 0.1
+    s += 0.1 - abs(arch.get("drop", 0.0) - 0.25) if arch["head"] == "fc" else 0.0
+    level = sum(float(v) for v in (fidelity or {}).values() if isinstance(v, (int, float)))
+    cost = float(sum(b.get("width", 4) * (1 + len(b["sub"])) for b in blocks))
+    return {"score": round(s + 0.01 * math.log1p(level), 9), "cost": cost}
+
+
+def _contract_rejects(arch: Architecture) -> bool:
+    """The contract's constraint: more than 64 cost units (about a third of random samples) is rejected."""
+    return contract_metrics(arch)["cost"] > 64
+
+
+def check_strategy(strategy: Any, *, options: Mapping[str, Any] | None = None, steps: int | None = None,
+                   seed: int = 7, space: SearchSpace | None = None) -> None:
+    """Check a strategy class (or a ``factory(space, objectives, seed)``) against the ask/tell contract.
+
+    ``options`` default to the class's ``check_options``; ``steps`` (ask/tell pairs before the state
+    round trip) to its ``check_steps``. Raises ``AssertionError`` naming the strategy and the broken
+    property.
+    """
+    from nas_core.store import TrialState
+    from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
+
+    if isinstance(strategy, type):
+        cls = strategy
+        opts = dict(cls.check_options if options is None else options)
+
+        def make(sp, objs, s):
+            return cls(sp, objs, seed=s, **opts)
+    else:
+        cls, make = None, strategy
+    space = space or ContractSpace()
+    two = [Objective("score", "max"), Objective("cost", "min")]
+    multi = getattr(cls, "multi_objective", None)
+    if multi is None:  # a factory: single-objective unless it refuses one objective
+        try:
+            make(space, two[:1], seed)
+            multi = False
+        except ConfigError:
+            multi = True
+    objectives = two if multi else two[:1]
+    probe = make(space, objectives, seed)
+    where = f"strategy '{getattr(probe, 'name', type(probe).__name__)}'"
+    _check(isinstance(probe, Strategy), where, f"is a {type(probe).__name__}, not a nas_core Strategy")
+    n = int(steps if steps is not None else (cls.check_steps if cls else Strategy.check_steps))
+
+    def loop(st, k, start=0, rejected=None):
+        out = []
+        for i in range(k):
+            p = st.ask()
+            arch, fid = (p.arch, dict(p.fidelity)) if isinstance(p, Proposal) else (p, {})
+            _check(isinstance(arch, Architecture), where, f"ask() returned {type(p).__name__}")
+            _check(space.contains(arch), where, f"proposed an architecture outside the space: {space.errors(arch)}")
+            if rejected is not None:
+                _check(arch.hash not in rejected, where, f"proposed the rejected architecture {arch.hash} again")
+            out.append((arch.hash, json.dumps(fid, sort_keys=True)))
+            if _contract_rejects(arch):
+                if rejected is not None:
+                    rejected.add(arch.hash)
+                st.tell(arch, TrialResult(TrialState.REJECTED, contract_metrics(arch), start + i, fid))
+            else:
+                st.tell(arch, TrialResult(TrialState.COMPLETE, contract_metrics(arch, fid), start + i, fid))
+        return out
+
+    rejected: set[str] = set()
+    first = loop(make(space, objectives, seed), n + n // 2, rejected=rejected)
+    _check(bool(rejected), where, "the contract's constraint rejected nothing (check the contract space)")
+    again = loop(make(space, objectives, seed), n + n // 2)
+    _check(first == again, where, f"not deterministic under seed {seed}: the two runs diverge at proposal "
+           f"{next(i for i, (a, b) in enumerate(zip(first, again)) if a != b) + 1}" if first != again else "")
+    other = loop(make(space, objectives, seed + 1), n + n // 2)
+    _check(first != other, where, f"seeds {seed} and {seed + 1} propose the same sequence (is the seed used?)")
+    st = make(space, objectives, seed)
+    loop(st, n)
+    try:
+        text = json.dumps(st.state_dict(), sort_keys=True, allow_nan=True)  # as the store keeps it
+    except (TypeError, ValueError) as e:
+        raise AssertionError(f"{where}: state_dict() is not JSON ({e}); the store keeps it as JSON") from None
+    fresh = make(space, objectives, seed + 12345)
+    fresh.load_state_dict(json.loads(text))
+    tail, resumed = first[n:], loop(fresh, n // 2, n)
+    if resumed != tail:
+        at = next(i for i, (a, b) in enumerate(zip(tail, resumed)) if a != b)
+        raise AssertionError(
+            f"{where}: after a state round trip at step {n} (state_dict -> JSON -> load_state_dict into a fresh "
+            f"instance) proposal {n + at + 1} differs from the uninterrupted run's: the state misses something the "
+            f"proposals depend on; save it in _extra_state() and restore it in _load_extra_state()")

@@ -106,6 +106,10 @@ class Strategy(ABC):
     name: str = "strategy"
     #: True when the strategy needs at least two objectives
     multi_objective: bool = False
+    #: small options for the contract check (:func:`nas_core.testing.check_strategy`), e.g. a short warm-up
+    check_options: Mapping[str, Any] = {}
+    #: ask/tell steps of the contract check before its state round trip (fewer for slow samplers)
+    check_steps: int = 24
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0):
         if not objectives:
@@ -130,6 +134,10 @@ class Strategy(ABC):
         return self.objectives[0].score(metrics)
 
     # -- persistence ---------------------------------------------------------------
+    # A stateful strategy keeps everything its next proposals depend on in ``_extra_state`` (JSON:
+    # lists, dicts, numbers, strings) and restores it in ``_load_extra_state``. The store saves the
+    # state after every tell; a resumed study loads it and must propose exactly what the uninterrupted
+    # one would. ``check_strategy`` holds every registered strategy to that.
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "rng": rng_state(self.rng), **self._extra_state()}
 

@@ -124,6 +124,8 @@ class BayesianOptimization(Strategy):
     """
 
     name = "bayesopt"
+    check_options = {"n_initial": 8, "n_parents": 4, "n_mutations": 3, "n_random": 10, "rounds": 1}
+    check_steps = 20
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, n_initial: int = 10,
                  max_points: int = 256, refit_every: int = 8, n_parents: int = 10, n_mutations: int = 5,

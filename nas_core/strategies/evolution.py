@@ -29,6 +29,7 @@ from nas_core.strategies.base import Objective, Strategy, TrialResult
 
 class RegularizedEvolution(Strategy):
     name = "evolution"
+    check_options = {"population_size": 8, "sample_size": 3}
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0,
                  population_size: int = 20, sample_size: int = 5, crossover_prob: float = 0.3,

@@ -61,6 +61,7 @@ class SuccessiveHalving(Strategy):
     ``min_budget``/``max_budget``, ``eta`` (3), ``n_configs`` (default ``eta ** (rungs - 1)``)."""
 
     name = "successive_halving"
+    check_options = {"budgets": [1, 3, 9]}
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0,
                  fidelity_key: str = "epochs", budgets: Sequence[float] | None = None, min_budget: float = 1,

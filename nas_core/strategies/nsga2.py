@@ -26,6 +26,7 @@ from nas_core.strategies.base import Objective, Strategy, TrialResult
 
 class NSGA2(Strategy):
     name = "nsga2"
+    check_options = {"population_size": 8}
     multi_objective = True
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0,

@@ -361,6 +361,7 @@ class OptunaNSGA2(OptunaStrategy):
     """Optuna's NSGA-II sampler."""
 
     name = "optuna_nsga2"
+    check_options = {"sampler_options": {"population_size": 8}}
     default_sampler = "nsga2"
 
 
@@ -368,4 +369,6 @@ class OptunaGP(OptunaStrategy):
     """Optuna's Gaussian-process sampler on the static space."""
 
     name = "optuna_gp"
+    check_options = {"sampler_options": {"n_startup_trials": 5}}
+    check_steps = 6
     default_sampler = "gp"

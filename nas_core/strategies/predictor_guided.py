@@ -36,6 +36,8 @@ class PredictorGuided(Strategy):
     """
 
     name = "predictor"
+    check_options = {"n_init": 5, "n_candidates": 30, "model": "gp"}
+    check_steps = 12
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Any], *, n_init: int = 10, n_candidates: int = 100,
                  kappa: float = 0.5, top_k: int = 5, model: str = "mlp",

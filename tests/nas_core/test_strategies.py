@@ -37,24 +37,7 @@ FACTORIES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_deterministic_under_seed_and_valid(name):
-    a, b, c = FACTORIES[name](3), FACTORIES[name](3), FACTORIES[name](4)
-    ha, hb, hc = _run(a, 40), _run(b, 40), _run(c, 40)
-    assert ha == hb and ha != hc
-
-
-@pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_state_round_trip_mid_search_continues_identically(name):
-    ref = FACTORIES[name](7)
-    _run(ref, 25)
-    tail_ref = _run(ref, 20, 25)
-    s = FACTORIES[name](7)
-    _run(s, 25)
-    state = json.loads(json.dumps(s.state_dict()))  # through JSON, as the store keeps it
-    fresh = FACTORIES[name](999)
-    fresh.load_state_dict(state)
-    assert _run(fresh, 20, 25) == tail_ref
+# determinism under a seed and the JSON state round trip of every registered strategy: test_contracts.py
 
 
 def test_evolution_penalty_fitness_a_minus_lambda_c():

@@ -117,45 +117,8 @@ def _loop(strategy, n, metrics, start=0, reject=None):
     return out
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_valid_and_deterministic_on_a_conditional_space(name):
-    n = N.get(name, 30)
-    obj = [Objective("score", "max")]
-    run = lambda seed: _loop(FACTORIES[name](CondSpace(), obj, seed), n, lambda a: {"score": cond_score(a)})  # noqa: E731
-    a, b, c = run(3), run(3), run(4)
-    assert a == b and a != c
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_json_state_round_trip_mid_search_continues_identically(name):
-    n = N.get(name, 24)
-    ref = FACTORIES[name](SafeToySpace(), OBJ, 7)
-    _loop(ref, n, toy_metrics)
-    tail = _loop(ref, n // 2, toy_metrics, n)
-    s = FACTORIES[name](SafeToySpace(), OBJ, 7)
-    _loop(s, n, toy_metrics)
-    state = json.loads(json.dumps(s.state_dict(), allow_nan=False))  # strict JSON, as the store keeps it
-    fresh = FACTORIES[name](SafeToySpace(), OBJ, 12345)
-    fresh.load_state_dict(state)
-    assert _loop(fresh, n // 2, toy_metrics, n) == tail
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_never_reproposes_a_rejected_architecture(name):
-    n = N.get(name, 40)
-    s = FACTORIES[name](SafeToySpace(), OBJ, 1)
-    too_wide = lambda a: sum(l["width"] for l in a["layers"]) > 40  # noqa: E731
-    rejected, proposals = set(), []
-    for i in range(n):
-        arch, fid = _split(s.ask())
-        assert arch.hash not in rejected
-        proposals.append(arch.hash)
-        if too_wide(arch):
-            rejected.add(arch.hash)
-            s.tell(arch, TrialResult(TrialState.REJECTED, {"width_sum": 99.0}, i, fid))
-        else:
-            s.tell(arch, TrialResult(TrialState.COMPLETE, toy_metrics(arch), i, fid))
-    assert rejected  # the constraint did bite
+# validity on a conditional space, determinism, the JSON state round trip and never re-proposing a
+# rejected architecture: every registered strategy, in test_contracts.py (nas_core.testing.check_strategy)
 
 
 def _reg():
