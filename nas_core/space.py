@@ -535,6 +535,43 @@ def _check_scope(dims: Sequence[Dimension], where: str) -> None:
         seen.add(dim.name)
 
 
+def unreachable_conditions(dims: Sequence[Dimension], where: str) -> list[str]:
+    """``when`` values a parent dimension never takes (usually a misspelt choice), one sentence each.
+
+    Not an error of the space itself: a space built with fewer choices (a restricted configuration) may
+    leave a condition unreachable on purpose. :func:`nas_core.testing.check_space` fails on them.
+    """
+    out: list[str] = []
+    for dim in dims:
+        cond = dim.condition
+        if isinstance(dim, Repeat):
+            out += unreachable_conditions(dim.block, f"{where} repeat '{dim.name}'")
+        if cond is None:
+            continue
+        parent = next(d for d in dims if d.name == cond.parent)
+        if isinstance(parent, Categorical):
+            missing = [v for v in cond.values if not any(_same(v, c) for c in parent.choices)]
+            allowed = ", ".join(map(repr, parent.choices))
+        elif isinstance(parent, Integer):
+            missing = [v for v in cond.values if isinstance(v, bool) or not isinstance(v, int)
+                       or not parent.low <= v <= parent.high or (v - parent.low) % parent.step]
+            allowed = f"integers {parent.low}..{parent.high} in steps of {parent.step}"
+        else:
+            continue
+        if missing:
+            out.append(f"{where}: dimension '{dim.name}' has when={{'{cond.parent}': {list(cond.values)!r}}} but "
+                       f"'{cond.parent}' never takes {', '.join(map(repr, missing))} (it takes {allowed}); fix the "
+                       f"spelling" + (f", or '{dim.name}' is never active" if len(missing) == len(cond.values)
+                                      else ""))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values (True is not 1, 1 is 1.0)."""
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                            and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
 def _active(dim: Dimension, assigned: Mapping[str, Any]) -> bool:
     cond = dim.condition
     return cond is None or cond.holds(assigned)

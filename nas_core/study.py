@@ -424,7 +424,7 @@ class Study:
             self.progress.trial(self.store.trial(number), self._best_text())
             return None, True
         reasons = [r for r in (c.violation(static) for c in self.constraints) if r]
-        reasons += list(self.task.rejections(arch, static))
+        reasons += list(self.task.rejections(arch, static, target=self.target))
         if reasons:
             self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint, dict(fidelity)))
             self.store.add_trial(arch, state=TrialState.REJECTED, seed=trial_seed(self.seed, number_hint),

@@ -22,6 +22,10 @@ class Task(ABC):
     """Subclass per domain; instances must be picklable (they travel to workers)."""
 
     name: str = "task"
+    #: outputs per sample every network of the space must produce (the classes of a classifier); None: not checked
+    n_outputs: int | None = None
+    #: keys of a target's ``[extra]`` table the task needs (key -> meaning); ``check_plugin`` checks every target
+    target_keys: Mapping[str, str] = {}
 
     def __init__(self, space: SearchSpace, **options: Any):
         self.space = space
@@ -64,12 +68,14 @@ class Task(ABC):
         """Checksums of the data a study trains on (name -> hex digest), for provenance records."""
         return {}
 
-    def rejections(self, arch: Architecture, static: Mapping[str, float]) -> list[str]:
+    def rejections(self, arch: Architecture, static: Mapping[str, float],
+                   target: HardwareTarget | None = None) -> list[str]:
         """Domain reasons to reject a candidate before training (each one clear sentence).
 
         Use this for rules that are not a bound on one metric, e.g. a symmetry
-        group that is not a subgroup of the problem's. Bounds on metrics belong in
-        :meth:`default_constraints`.
+        group that is not a subgroup of the problem's, or a rule that needs the
+        ``target`` (the study's hardware target, None without one). Bounds on
+        metrics belong in :meth:`default_constraints`.
         """
         return []
 

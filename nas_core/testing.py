@@ -61,6 +61,10 @@ def _dummy_inputs(shape: Any):
 def check_space(space: SearchSpace, where: str, *, n_samples: int = 8, seed: int = 0) -> list[Architecture]:
     rng = np.random.default_rng(seed)
     _check(SearchSpace.from_json(space.to_json()).to_dict() == space.to_dict(), where, "definition does not round-trip through JSON")
+    from nas_core.space import unreachable_conditions
+
+    bad = unreachable_conditions(space.dimensions, "")
+    _check(not bad, where, "; ".join(b.lstrip(": ") for b in bad))
     size = space.size()
     _check(size == math.inf or size >= 1, where, f"size() returned {size}")
     archs = []
@@ -83,8 +87,44 @@ def check_space(space: SearchSpace, where: str, *, n_samples: int = 8, seed: int
     return archs
 
 
+def _call(where: str, hook: str, fix: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a plugin hook; an exception becomes an AssertionError naming where, the hook and the fix."""
+    try:
+        return fn(*args, **kwargs)
+    except AssertionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any bug in plugin code is reported the same way
+        raise AssertionError(f"{where}: {hook} raised {type(e).__name__}: {e}; {fix}") from e
+
+
+def check_target(target: Any, where: str) -> None:
+    """A hardware target's figures are usable: positive clock and memories, finite cost model, an energy
+    model that gives a positive energy per cycle when it is declared, and sources cited."""
+    from nas_core.hardware.target import HardwareTarget
+
+    _check(isinstance(target, HardwareTarget), where, f"the target factory returned {type(target).__name__}, "
+           "not a HardwareTarget (load it with nas_core.hardware.target.load_target)")
+    _check(target.clock_hz > 0 and target.sram_bytes > 0 and target.flash_bytes > 0, where,
+           "clock, SRAM and flash must be positive")
+    _check(math.isfinite(target.cycles_per_mac) and target.cycles_per_mac > 0
+           and math.isfinite(target.layer_overhead_cycles) and target.layer_overhead_cycles >= 0, where,
+           "cycles_per_mac must be positive and layer_overhead_cycles >= 0")
+    if target.has_energy_model:
+        e = _call(where, "energy_per_cycle()", "give energy_per_cycle_j, or active_current_a with voltage_v",
+                  target.energy_per_cycle)
+        _check(math.isfinite(e) and e > 0, where, f"energy per cycle is {e!r}; give energy_per_cycle_j, or "
+               "active_current_a with voltage_v")
+    _check(bool(target.sources), where, "cites no sources: add sources = [...] naming the datasheet of each figure")
+
+
 def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_options: Mapping[str, Any] | None = None,
                  train: bool = False, fidelity: Mapping[str, Any] | None = None, proxies: bool = True) -> None:
+    """Check a plugin against the contract the core relies on (see the module docstring).
+
+    Every mistake is an ``AssertionError`` naming the plugin, the space or target, and the fix.
+    """
+    import pickle
+
     import torch
 
     reg = Registry([plugin], discover=False)  # validates names and entry types
@@ -92,45 +132,114 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
     _check(bool(plugin.spaces), f"plugin '{name}'", "declares no spaces")
     targets = {}
     for key in plugin.targets:
-        qualified, target = reg.target(f"{name}/{key}")
         where = f"plugin '{name}' target '{key}'"
-        _check(target.clock_hz > 0 and target.sram_bytes > 0 and target.flash_bytes > 0, where,
-               "clock, SRAM and flash must be positive")
+        qualified, target = _call(where, "loading the target", "check the target file against the schema",
+                                  reg.target, f"{name}/{key}")
+        check_target(target, where)
         targets[qualified] = target
-    target = next(iter(targets.values()), None)
     for key, entry in plugin.spaces.items():
         where = f"plugin '{name}' space '{key}'"
-        space = entry.space()
+        space = _call(where, "the space factory", "fix the space definition", entry.space)
         _check(isinstance(space, SearchSpace), where, f"factory returned {type(space).__name__}, not a SearchSpace")
-        task = entry.task(space, **dict(task_options or {}))
+        task = _call(where, "the task factory", "check the task's options", entry.task, space,
+                     **dict(task_options or {}))
+        try:
+            pickle.loads(pickle.dumps(task))
+        except Exception as e:  # noqa: BLE001
+            raise AssertionError(
+                f"{where}: the task is not picklable ({type(e).__name__}: {e}); tasks travel to worker processes: "
+                "keep open files, locks, lambdas and loaded data out of its attributes (load data lazily in "
+                "prepare() or in the estimator's data factory)") from e
+        for tkey, target in targets.items():
+            missing = [k for k in task.target_keys if k not in (target.extra or {})]
+            _check(not missing, f"plugin '{name}' target '{tkey.split('/', 1)[1]}'",
+                   "lacks " + ", ".join(f"extra.{k} ({task.target_keys[k]})" for k in missing)
+                   + f" that the task of space '{key}' needs; add it to the [extra] table of its target file")
         archs = check_space(space, where, n_samples=n_samples, seed=seed)
-        estimator = task.estimator()
-        static_names = set(task.static_metric_names(target))
-        for o in task.default_objectives():
-            _check(o.name in static_names | set(estimator.metric_names), where,
-                   f"default objective '{o.name}' is not a metric the task produces")
-        for a in archs[:3]:
+        estimator = _call(where, "task.estimator()", "return an Estimator", task.estimator)
+        declared = getattr(estimator, "metric_names", None)
+        _check(isinstance(declared, (tuple, list)) and bool(declared) and all(isinstance(m, str) for m in declared),
+               where, f"the estimator declares metric_names {declared!r}; declare the metric names it returns")
+        check_targets = list(targets.values()) or [None]
+        for target in check_targets:
+            static_names = set(task.static_metric_names(target))
+            for o in task.default_objectives():
+                _check(o.name in static_names | set(estimator.metric_names), where,
+                       f"default objective '{o.name}' is not a metric the task produces (it produces "
+                       f"{', '.join(sorted(static_names | set(estimator.metric_names)))}); name one of those in "
+                       "default_objectives()")
+        for i, a in enumerate(archs):
             torch.manual_seed(seed)
-            model = space.build(a)
-            _check(isinstance(model, torch.nn.Module), where, f"build() returned {type(model).__name__}")
+            model = _build(space, a, where)
+            if i >= 3 and not any(d.condition is not None for d in _all_dims(space)):
+                continue  # unconditional spaces: three forward passes suffice
+            shape = task.input_shape(a)
             model.eval()
             with torch.no_grad():
-                out = model(*_dummy_inputs(task.input_shape(a)))
-            _check(bool(torch.isfinite(out).all()), where, f"forward pass of {a.hash} gave non-finite output")
-            static = task.static_metrics(a, model, target)
-            _check(static_names <= set(static), where, f"static metrics miss {sorted(static_names - set(static))}")
-            _check(all(isinstance(v, (int, float)) and math.isfinite(v) for v in static.values()), where,
-                   f"static metrics must be finite numbers: {static}")
+                out = _call(where, f"the forward pass on input_shape() = {shape!r}",
+                            "input_shape() gives one sample's shape without the batch dimension, in the layout "
+                            "build() expects (channels first: (C, L) for 1D, (C, H, W) for 2D; a tuple of shapes "
+                            "for several inputs)", model, *_dummy_inputs(shape))
+            _check(isinstance(out, torch.Tensor) and bool(torch.isfinite(out).all()), where,
+                   f"forward pass of {a.hash} gave a non-finite or non-tensor output")
+            if task.n_outputs is not None:
+                _check(tuple(out.shape) == (1, task.n_outputs), where,
+                       f"the network of {a.hash} outputs shape {tuple(out.shape)} for one sample, but the task "
+                       f"has n_outputs = {task.n_outputs}; size the last layer to the task's classes")
+            for target in check_targets:
+                static = _call(where, "task.static_metrics()", "see the traceback", task.static_metrics, a, model,
+                               target)
+                names = set(task.static_metric_names(target))
+                _check(names <= set(static), where,
+                       f"static_metric_names() declares {sorted(names - set(static))} but static_metrics() does "
+                       "not produce them; produce them or stop declaring them")
+                _check(all(isinstance(v, (int, float)) and math.isfinite(v) for v in static.values()), where,
+                       f"static metrics must be finite numbers: {static}")
+                reasons = _call(where, "task.rejections()", "a domain rule must return a list of sentences, "
+                                "never raise", task.rejections, a, static, target=target)
+                _check(isinstance(reasons, (list, tuple)) and all(isinstance(r, str) and r for r in reasons), where,
+                       f"rejections() returned {reasons!r}; return a list of non-empty sentences")
         if train:
             torch.manual_seed(seed)
             model = space.build(archs[0])
-            metrics = estimator.evaluate(EvalContext(archs[0], model, seed, dict(fidelity or {})))
+            metrics = _call(where, "estimator.evaluate()", "see the traceback", estimator.evaluate,
+                            EvalContext(archs[0], model, seed, dict(fidelity or {})))
             _check(set(estimator.metric_names) <= set(metrics), where,
-                   f"evaluate() returned {sorted(metrics)}, declared {sorted(estimator.metric_names)}")
+                   f"the estimator declares {sorted(set(estimator.metric_names) - set(metrics))} in metric_names but "
+                   f"evaluate() does not return them (it returned {sorted(metrics)}); return them or stop declaring")
     if proxies:  # every zero-cost proxy runs on every space, finite and deterministic under a seed
         from nas_core.estimators.zero_cost import check_proxies
 
         check_proxies(plugin, n_archs=2, seed=seed, task_options=task_options)
+
+
+def _all_dims(space: SearchSpace):
+    from nas_core.space import Repeat
+
+    stack = list(space.dimensions)
+    while stack:
+        d = stack.pop()
+        yield d
+        if isinstance(d, Repeat):
+            stack.extend(d.block)
+
+
+def _build(space: SearchSpace, arch: Architecture, where: str) -> Any:
+    import torch
+
+    try:
+        model = space.build(arch)
+    except KeyError as e:
+        key = e.args[0] if e.args else "?"
+        raise AssertionError(
+            f"{where}: build() raised KeyError {key!r} on {arch.to_json()}: it reads a dimension that is not set "
+            f"for this architecture (a dimension whose 'when' condition does not hold is absent); read it with "
+            f"arch.get({key!r}) or only where its condition holds") from e
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(f"{where}: build() raised {type(e).__name__}: {e} on {arch.to_json()}") from e
+    _check(isinstance(model, torch.nn.Module), where,
+           f"build() returned {type(model).__name__}, not a torch.nn.Module; return the network")
+    return model
 
 
 # -- strategies ------------------------------------------------------------------------------------

@@ -123,6 +123,7 @@ class DigitsTask(Task):
     """Classify the 8x8 digits; options: epochs, data_fraction, batch_size, lr."""
 
     name = "digits"
+    n_outputs = 10
     OPTIONS = ("epochs", "data_fraction", "batch_size", "lr", "repeats")
 
     def __init__(self, space: SearchSpace, **options: Any):

@@ -704,7 +704,7 @@ def specialise(supernet: ECGElasticSupernet, target: Any, data: ECGRateData, *, 
     def check(a: Architecture) -> tuple[dict[str, float], list[str]]:
         if a not in static_cache:
             static = task.static_metrics(a, space.build(a), target)
-            reasons = [r for c in constraints if (r := c.violation(static))] + list(task.rejections(a, static))
+            reasons = [r for c in constraints if (r := c.violation(static))] + list(task.rejections(a, static, target=target))
             static_cache[a] = (static, reasons)
         return static_cache[a]
 

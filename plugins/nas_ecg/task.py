@@ -48,6 +48,7 @@ from nas_core.hardware import HardwareTarget, measure_costs
 from nas_core.space import Architecture, SearchSpace
 from nas_core.strategies.base import Objective
 from nas_core.task import Task
+from nas_ecg.budget import ECG_EXTRA_KEYS
 from nas_ecg.data import CLASSES, F1_CLASSES, N_RR, search_data
 from nas_ecg.space import IN_CHANNELS, scaled
 
@@ -91,6 +92,9 @@ class ECGEstimator(TrainingEstimator):
 
 class ECGTask(Task):
     name = "ecg"
+    n_outputs = len(CLASSES)  # N, S, V, F, Q
+    #: the energy model's constants every ECG target file gives in its [extra] table (checked by check_plugin)
+    target_keys = ECG_EXTRA_KEYS
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
                "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats", "cv_folds",
                "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour", "front_end_rates")

@@ -96,7 +96,7 @@ class PinnTask(Task):
     def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
         return pinn_cost_names(target)
 
-    def rejections(self, arch: Architecture, static: Mapping[str, float]) -> list[str]:
+    def rejections(self, arch: Architecture, static: Mapping[str, float], target=None) -> list[str]:
         group, symmetry = arch["group"], self.problem.symmetry
         if is_subgroup(group, symmetry):
             return []

@@ -72,3 +72,31 @@ def test_option_variants_meet_the_contract():
 
     check_strategy(LocalSearch, options={"improvement": "best"})
     check_strategy(OptunaStrategy, options={"sampler": "nsga2", "sampler_options": {"population_size": 8}})
+
+
+def _all_targets():
+    from nas_core.hardware.target import builtin_target_names
+
+    reg = Registry()
+    names = [f"core:{n}" for n in builtin_target_names()]
+    for pname, p in reg.plugins().items():
+        names += [f"{pname}/{k}" for k in p.targets]
+    return names
+
+
+@pytest.mark.parametrize("key", _all_targets())
+def test_every_target_meets_the_contract(key):
+    from nas_core.hardware.target import load_builtin_target
+    from nas_core.testing import check_target
+
+    target = load_builtin_target(key[5:]) if key.startswith("core:") else Registry().target(key)[1]
+    check_target(target, f"target '{key}'")
+
+
+def test_a_target_without_sources_fails():
+    from nas_core.hardware.target import HardwareTarget
+    from nas_core.testing import check_target
+
+    t = HardwareTarget(name="x", description="x", clock_hz=1e6, sram_bytes=1024, flash_bytes=4096, cycles_per_mac=1.0)
+    with pytest.raises(AssertionError, match="target 'x'.*cites no sources"):
+        check_target(t, "target 'x'")

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 import toy
 from nas_core.errors import ConfigError
@@ -45,18 +46,19 @@ def test_conformance_kit_passes_builtin_and_toy_plugins():
     check_plugin(toy.toy_plugin())
 
 
+class _NaNNet(torch.nn.Module):
+    def forward(self, x):
+        return x * float("nan")
+
+
+class _NaNSpace(toy.SafeToySpace):  # module level: the task holds its space and must pickle
+    def build(self, arch):
+        return _NaNNet()
+
+
 def test_conformance_kit_catches_a_broken_space():
-    class Broken(toy.SafeToySpace):
-        def build(self, arch):
-            import torch
-
-            class NaNNet(torch.nn.Module):
-                def forward(self, x):
-                    return x * float("nan")
-
-            return NaNNet()
-
-    with pytest.raises(AssertionError, match="non-finite output"):
+    Broken = _NaNSpace
+    with pytest.raises(AssertionError, match="non-finite or non-tensor output"):
         check_plugin(Plugin(name="broken", spaces={"s": SpaceEntry(Broken, toy.ToyTask)}))
 
 
