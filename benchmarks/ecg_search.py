@@ -533,7 +533,9 @@ def _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj) -> str:
           "pairs); repeats 2: the mean score of seeds 0 and 1 against that of seeds 2 and 3 (what "
           "`--option repeats=2` computes, from disjoint seeds). `cv_sv_ap` / `cv_sv_auroc`: mean one-vs-rest "
           "average precision / ROC AUC of S and V on the pooled out-of-fold probabilities (threshold-free); the "
-          "others are F1 of the argmax.", "",
+          "others are F1 of the argmax. `cpu_s_*`: seconds per candidate (all folds, all its seeds) measured as "
+          "wall time of a one-thread worker, two workers on two cores: an upper bound of its CPU time on a "
+          "shared machine.", "",
           _results.markdown_table(rep_rows, ["fidelity", "objective", "spearman_seeds", "spearman_per_pair",
                                              "partial_spearman_macs",
                                              "spearman_score_macs", "seed_diff_std", "arch_std", "mean_score",
