@@ -144,7 +144,7 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
         task = _call(where, "the task factory", "check the task's options", entry.task, space,
                      **dict(task_options or {}))
         try:
-            pickle.loads(pickle.dumps(task))
+            pickle.dumps(task)  # what the process and Ray executors do to send it to a worker
         except Exception as e:  # noqa: BLE001
             raise AssertionError(
                 f"{where}: the task is not picklable ({type(e).__name__}: {e}); tasks travel to worker processes: "
