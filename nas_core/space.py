@@ -39,11 +39,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 
 from nas_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 JSONValue = Any
 
@@ -71,6 +74,9 @@ class Architecture:
     """
 
     __slots__ = ("_canon", "_values", "_hash")
+    _canon: str
+    _values: dict[str, Any]
+    _hash: str
 
     def __init__(self, values: Mapping[str, Any]):
         canon = _canonical(dict(values))
@@ -124,7 +130,7 @@ class Architecture:
     def __repr__(self) -> str:
         return f"Architecture({self._canon})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[str], Architecture], tuple[str]]:
         return (Architecture.from_json, (self._canon,))
 
 
@@ -133,17 +139,19 @@ class Condition:
     """Active only when dimension ``parent`` (same scope, declared earlier) is in ``values``."""
 
     parent: str
-    values: tuple
+    values: tuple[Any, ...]
 
     def holds(self, assigned: Mapping[str, Any]) -> bool:
         return self.parent in assigned and assigned[self.parent] in self.values
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, list[Any]]:
         return {self.parent: list(self.values)}
 
 
 def _parse_when(when: Any, name: str) -> Condition | None:
-    if when is None or isinstance(when, Condition):
+    if when is None:
+        return None
+    if isinstance(when, Condition):
         return when
     if not isinstance(when, Mapping) or len(when) != 1:
         raise ConfigError(f"dimension '{name}': 'when' must map one parent dimension to a list of values, got {when!r}")
@@ -184,7 +192,7 @@ class Dimension:
     def encode(self, value: Any) -> list[float]:
         raise NotImplementedError
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
     @property
@@ -194,8 +202,8 @@ class Dimension:
 
 @dataclass(frozen=True)
 class Categorical(Dimension):
-    choices: tuple = ()
-    when: Any = field(default=None, compare=True)
+    choices: Sequence[Any] = ()  # any sequence of JSON values; stored as a tuple
+    when: Any = field(default=None, compare=True)  # a Condition, {parent: [values]} or None; stored as Condition | None
 
     def __post_init__(self) -> None:
         choices = tuple(self.choices)
@@ -213,7 +221,7 @@ class Categorical(Dimension):
 
     @property
     def condition(self) -> Condition | None:
-        return self.when
+        return cast("Condition | None", self.when)  # __post_init__ parsed it
 
     def sample(self, rng: np.random.Generator) -> Any:
         return copy.deepcopy(self.choices[int(rng.integers(len(self.choices)))])
@@ -243,8 +251,8 @@ class Categorical(Dimension):
         out[self._index(value)] = 1.0
         return out
 
-    def to_dict(self) -> dict:
-        d = {"type": "categorical", "name": self.name, "choices": list(self.choices)}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "categorical", "name": self.name, "choices": list(self.choices)}
         if self.when:
             d["when"] = self.when.to_dict()
         return d
@@ -272,7 +280,7 @@ class Integer(Dimension):
 
     @property
     def condition(self) -> Condition | None:
-        return self.when
+        return cast("Condition | None", self.when)  # __post_init__ parsed it
 
     def _n(self) -> int:
         return (self.high - self.low) // self.step + 1
@@ -295,7 +303,7 @@ class Integer(Dimension):
         if self._n() > 3 and rng.random() < 0.3:
             options = [self.low + self.step * i for i in range(self._n()) if self.low + self.step * i != value]
             return int(options[int(rng.integers(len(options)))])
-        return super().mutate(value, rng)
+        return cast(int, super().mutate(value, rng))  # one of neighbours(value), or value
 
     def encoding_size(self) -> int:
         return 1
@@ -303,8 +311,9 @@ class Integer(Dimension):
     def encode(self, value: int) -> list[float]:
         return [0.0 if self.high == self.low else (value - self.low) / (self.high - self.low)]
 
-    def to_dict(self) -> dict:
-        d = {"type": "integer", "name": self.name, "low": int(self.low), "high": int(self.high), "step": int(self.step)}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "integer", "name": self.name, "low": int(self.low), "high": int(self.high),
+                             "step": int(self.step)}
         if self.when:
             d["when"] = self.when.to_dict()
         return d
@@ -338,7 +347,7 @@ class Float(Dimension):
 
     @property
     def condition(self) -> Condition | None:
-        return self.when
+        return cast("Condition | None", self.when)  # __post_init__ parsed it
 
     def _grid_n(self) -> int:
         return int(round((self.high - self.low) / self.step)) + 1  # type: ignore[operator]
@@ -392,7 +401,7 @@ class Float(Dimension):
 
     def mutate(self, value: float, rng: np.random.Generator) -> float:
         if self.step is not None:
-            return super().mutate(value, rng)
+            return cast(float, super().mutate(value, rng))  # one of neighbours(value), or value
         u = self._to_unit(value) + float(rng.normal(0.0, 0.15))
         return self._from_unit(u)
 
@@ -402,7 +411,7 @@ class Float(Dimension):
     def encode(self, value: float) -> list[float]:
         return [self._to_unit(value)]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "float", "name": self.name, "low": self.low, "high": self.high}
         if self.log:
             d["log"] = True
@@ -421,7 +430,7 @@ class Repeat(Dimension):
     independent, and conditions inside the block refer to the same copy.
     """
 
-    block: tuple = ()
+    block: Sequence[Dimension] = ()  # stored as a tuple
     min_count: int = 1
     max_count: int = 1
     when: Any = None
@@ -440,9 +449,9 @@ class Repeat(Dimension):
 
     @property
     def condition(self) -> Condition | None:
-        return self.when
+        return cast("Condition | None", self.when)  # __post_init__ parsed it
 
-    def sample(self, rng: np.random.Generator) -> list[dict]:
+    def sample(self, rng: np.random.Generator) -> list[dict[str, Any]]:
         n = int(rng.integers(self.min_count, self.max_count + 1))
         return [_sample_scope(self.block, rng) for _ in range(n)]
 
@@ -456,8 +465,8 @@ class Repeat(Dimension):
             return math.inf
         return float(sum(per ** n for n in range(self.min_count, self.max_count + 1)))
 
-    def neighbours(self, value: list[dict]) -> list[list[dict]]:
-        out: list[list[dict]] = []
+    def neighbours(self, value: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        out: list[list[dict[str, Any]]] = []
         if len(value) > self.min_count:
             out.append(copy.deepcopy(value[:-1]))
         if len(value) < self.max_count:
@@ -470,7 +479,7 @@ class Repeat(Dimension):
                 out.append(new)
         return out
 
-    def mutate(self, value: list[dict], rng: np.random.Generator) -> list[dict]:
+    def mutate(self, value: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
         can_resize = self.min_count != self.max_count
         if value and (not can_resize or rng.random() < 0.7):
             i = int(rng.integers(len(value)))
@@ -494,7 +503,7 @@ class Repeat(Dimension):
     def encoding_size(self) -> int:
         return self.max_count * (1 + _encoding_size_scope(self.block))
 
-    def encode(self, value: list[dict]) -> list[float]:
+    def encode(self, value: list[dict[str, Any]]) -> list[float]:
         out: list[float] = []
         width = _encoding_size_scope(self.block)
         for i in range(self.max_count):
@@ -505,9 +514,9 @@ class Repeat(Dimension):
                 out.extend([0.0] * (1 + width))
         return out
 
-    def to_dict(self) -> dict:
-        d = {"type": "repeat", "name": self.name, "min_count": self.min_count, "max_count": self.max_count,
-             "block": [dim.to_dict() for dim in self.block]}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "repeat", "name": self.name, "min_count": self.min_count,
+                             "max_count": self.max_count, "block": [dim.to_dict() for dim in self.block]}
         if self.when:
             d["when"] = self.when.to_dict()
         return d
@@ -577,7 +586,7 @@ def _active(dim: Dimension, assigned: Mapping[str, Any]) -> bool:
     return cond is None or cond.holds(assigned)
 
 
-def _sample_scope(dims: Sequence[Dimension], rng: np.random.Generator) -> dict:
+def _sample_scope(dims: Sequence[Dimension], rng: np.random.Generator) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dim in dims:
         if _active(dim, out):
@@ -585,7 +594,7 @@ def _sample_scope(dims: Sequence[Dimension], rng: np.random.Generator) -> dict:
     return out
 
 
-def _first_scope(dims: Sequence[Dimension]) -> dict:
+def _first_scope(dims: Sequence[Dimension]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dim in dims:
         if _active(dim, out):
@@ -623,7 +632,7 @@ def _scope_errors(dims: Sequence[Dimension], values: Mapping[str, Any], prefix: 
     return errors
 
 
-def _count_scope(dims: Sequence[Dimension], assigned: dict | None = None, start: int = 0) -> float:
+def _count_scope(dims: Sequence[Dimension], assigned: dict[str, Any] | None = None, start: int = 0) -> float:
     """Number of distinct value assignments of a scope, honouring conditions."""
     assigned = {} if assigned is None else assigned
     parents = {d.condition.parent for d in dims if d.condition is not None}
@@ -635,6 +644,7 @@ def _count_scope(dims: Sequence[Dimension], assigned: dict | None = None, start:
         if dim.name in parents:
             # branch on the parent's value, since later dimensions depend on it
             assert isinstance(dim, (Categorical, Integer, Float))
+            values: list[Any]
             if isinstance(dim, Categorical):
                 values = list(dim.choices)
             elif isinstance(dim, Integer):
@@ -651,8 +661,8 @@ def _count_scope(dims: Sequence[Dimension], assigned: dict | None = None, start:
     return total
 
 
-def _scope_neighbours(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[dict]:
-    out: list[dict] = []
+def _scope_neighbours(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for dim in dims:
         if dim.name not in values:
             continue
@@ -663,7 +673,8 @@ def _scope_neighbours(dims: Sequence[Dimension], values: Mapping[str, Any]) -> l
     return out
 
 
-def _repair_scope(dims: Sequence[Dimension], values: Mapping[str, Any], rng: np.random.Generator | None = None) -> dict:
+def _repair_scope(dims: Sequence[Dimension], values: Mapping[str, Any],
+                  rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Drop values of dimensions made inactive and fill newly active ones."""
     out: dict[str, Any] = {}
     for dim in dims:
@@ -691,7 +702,7 @@ def _first_scope_single(dim: Dimension) -> Any:
     raise TypeError(dim)
 
 
-def _mutate_scope(dims: Sequence[Dimension], values: Mapping[str, Any], rng: np.random.Generator) -> dict:
+def _mutate_scope(dims: Sequence[Dimension], values: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     active = [d for d in dims if d.name in values]
     # only dimensions that can change
     changeable = [d for d in active if d.count() != 1 or isinstance(d, Repeat) and d.min_count != d.max_count]
@@ -717,7 +728,8 @@ def _encode_scope(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[
     return out
 
 
-_DIM_TYPES = {"categorical": Categorical, "integer": Integer, "float": Float, "repeat": Repeat}
+_DIM_TYPES: dict[str, type[Dimension]] = {"categorical": Categorical, "integer": Integer, "float": Float,
+                                          "repeat": Repeat}
 
 
 def dimension_from_dict(d: Mapping[str, Any], where: str = "space") -> Dimension:
@@ -773,7 +785,7 @@ class SearchSpace:
         _check_scope(self.dimensions, f"search space '{name}'")
 
     # -- serialization ------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dimensions": [d.to_dict() for d in self.dimensions]}
 
     def to_json(self) -> str:
@@ -868,7 +880,7 @@ class SearchSpace:
     def encoding_size(self) -> int:
         return _encoding_size_scope(self.dimensions)
 
-    def encode(self, arch: Architecture) -> np.ndarray:
+    def encode(self, arch: Architecture) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Fixed-length vector: one-hot categoricals, unit-scaled numbers, padded repeats."""
         return np.asarray(_encode_scope(self.dimensions, arch.to_dict()), dtype=np.float64)
 
@@ -878,7 +890,7 @@ class SearchSpace:
         return n if math.isinf(n) else int(n)
 
     # -- building ---------------------------------------------------------------
-    def build(self, arch: Architecture):  # -> torch.nn.Module
+    def build(self, arch: Architecture) -> torch.nn.Module:
         raise NotImplementedError(f"search space '{self.name}' does not build models (subclass SearchSpace and override build)")
 
     def __repr__(self) -> str:
@@ -892,16 +904,18 @@ def _subset_errors(narrow: Dimension, wide: Dimension, where: str) -> list[str]:
         return [f"{where}: its condition must stay {wide.condition.to_dict() if wide.condition else 'none'}"]
     if isinstance(narrow, Categorical):
         extra = [c for c in narrow.choices if not wide.validate(c)]
-        return [f"{where}: choices {extra!r} are not in the space's {list(wide.choices)!r}"] if extra else []
+        return [f"{where}: choices {extra!r} are not in the space's {list(cast(Categorical, wide).choices)!r}"] \
+            if extra else []
     if isinstance(narrow, Integer):
         bad = [v for v in range(narrow.low, narrow.high + 1, narrow.step) if not wide.validate(v)]
         return [f"{where}: values {bad[:5]!r} are outside {wide.to_dict()}"] if bad else []
     if isinstance(narrow, Float):
+        wide = cast(Float, wide)  # same type as narrow (checked above)
         ok = wide.low <= narrow.low and narrow.high <= wide.high and (wide.step is None or narrow.step is not None
                                                                        and wide.validate(narrow.low))
         return [] if ok else [f"{where}: range {narrow.to_dict()} is not inside {wide.to_dict()}"]
     assert isinstance(narrow, Repeat) and isinstance(wide, Repeat)
-    errs = []
+    errs: list[str] = []
     if narrow.min_count < wide.min_count or narrow.max_count > wide.max_count:
         errs.append(f"{where}: count {narrow.min_count}..{narrow.max_count} is outside {wide.min_count}..{wide.max_count}")
     errs.extend(_scope_subset_errors(narrow.block, wide.block, where + "."))
