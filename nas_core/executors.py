@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Mapping
 
 from nas_core.errors import ConfigError, TrialFailed, TrialTimeout
-from nas_core.estimators.base import EvalContext
+from nas_core.estimators.base import Estimator, EvalContext
 from nas_core.space import Architecture
 
 
@@ -74,9 +74,9 @@ class Evaluator:
 
     def __init__(self, task: Any):
         self.task = task
-        self._estimator = None
+        self._estimator: Estimator | None = None
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {"task": self.task, "_estimator": None}
 
     def __call__(self, job: Job) -> JobResult:
@@ -277,7 +277,7 @@ class ProcessExecutor(Executor):
             return f"worker process died from {name}{hint}"
         return f"worker process exited with code {exitcode}"
 
-    def _check_starting(self, w: _Worker, ready: list) -> None:
+    def _check_starting(self, w: _Worker, ready: list[Any]) -> None:
         if w.conn in ready:
             try:
                 msg = w.conn.recv()
@@ -306,7 +306,8 @@ class ProcessExecutor(Executor):
             now = time.monotonic()
             busy = [w for w in self._workers if w.job is not None]
             starting = [w for w in self._workers if not w.ready] if self._queue else []
-            timeouts = [w.started + w.job.time_limit_s + self.grace_s - now for w in busy if w.job.time_limit_s]
+            timeouts = [w.started + w.job.time_limit_s + self.grace_s - now for w in busy
+                        if w.job is not None and w.job.time_limit_s]
             timeout = max(0.0, min(timeouts)) if timeouts else None
             watch = busy + starting
             ready = wait([w.conn for w in watch] + [w.process.sentinel for w in watch], timeout=timeout)

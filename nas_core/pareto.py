@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from nas_core.errors import ConfigError
 
@@ -35,7 +36,7 @@ _DIRECTIONS = ("min", "max")
 R = TypeVar("R", bound=Mapping[str, Any])
 
 
-def _signs(directions: Sequence[str], m: int) -> np.ndarray:
+def _signs(directions: Sequence[str], m: int) -> npt.NDArray[np.float64]:
     if isinstance(directions, str):
         raise ConfigError(f"directions must be a sequence like ['max', 'min'], got the string {directions!r}")
     dirs = list(directions)
@@ -47,7 +48,7 @@ def _signs(directions: Sequence[str], m: int) -> np.ndarray:
     return np.array([1.0 if d == "min" else -1.0 for d in dirs])
 
 
-def _as_points(points: Any, m: int | None = None) -> np.ndarray:
+def _as_points(points: Any, m: int | None = None) -> npt.NDArray[np.float64]:
     try:
         arr = np.asarray(points, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -62,7 +63,7 @@ def _as_points(points: Any, m: int | None = None) -> np.ndarray:
     return arr
 
 
-def _to_min(points: Any, directions: Sequence[str]) -> np.ndarray:
+def _to_min(points: Any, directions: Sequence[str]) -> npt.NDArray[np.float64]:
     """Points as an (n, m) array where every objective is minimised."""
     m = len(directions) if not isinstance(directions, str) else None
     arr = _as_points(points, m)
@@ -72,7 +73,8 @@ def _to_min(points: Any, directions: Sequence[str]) -> np.ndarray:
 
 def _dominates_row(p: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Boolean vector: does minimisation point ``p`` dominate each row of ``others``."""
-    return np.all(p <= others, axis=1) & np.any(p < others, axis=1)
+    out: npt.NDArray[np.bool_] = np.all(p <= others, axis=1) & np.any(p < others, axis=1)
+    return out
 
 
 def non_dominated_sort(points: Any, directions: Sequence[str]) -> list[list[int]]:
@@ -94,8 +96,8 @@ def non_dominated_sort(points: Any, directions: Sequence[str]) -> list[list[int]
     current = np.flatnonzero(dominated_by_count == 0)
     while current.size:
         fronts.append([int(i) for i in current])
-        for i in current:
-            dominated_by_count[dominates[i]] -= 1
+        for k in current:
+            dominated_by_count[dominates[k]] -= 1
         nxt = np.concatenate([dominates[i] for i in current])
         current = np.unique(nxt[dominated_by_count[nxt] == 0])
     return fronts

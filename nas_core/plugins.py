@@ -85,13 +85,13 @@ class Registry:
 
     def register(self, plugin: Any, *, origin: str | None = None) -> Plugin:
         origin = origin or f"'{getattr(plugin, 'name', plugin)}'"
-        plugin = _validate(plugin, origin)
-        if plugin.name in self._plugins:
-            raise ConfigError(f"duplicate plugin name '{plugin.name}': registered by {self._origins[plugin.name]} "
+        checked = _validate(plugin, origin)
+        if checked.name in self._plugins:
+            raise ConfigError(f"duplicate plugin name '{checked.name}': registered by {self._origins[checked.name]} "
                               f"and again by {origin}")
-        self._plugins[plugin.name] = plugin
-        self._origins[plugin.name] = origin
-        return plugin
+        self._plugins[checked.name] = checked
+        self._origins[checked.name] = origin
+        return checked
 
     def _ensure(self) -> None:
         if self._discovered or not self._discover:
@@ -165,7 +165,7 @@ class Registry:
         qualified, factory = self._lookup("targets", key, allow_short=True)
         return qualified, factory()
 
-    def plugin_strategies(self) -> dict[str, Any]:
+    def plugin_strategies(self) -> dict[str, Callable[..., Any]]:
         return {k: v for k, (_, v) in self._keys("strategies").items()}
 
     def strategies(self) -> dict[str, Any]:

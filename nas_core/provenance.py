@@ -30,7 +30,7 @@ import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 #: distributions whose versions every record lists (when installed)
 PACKAGES = ("nas-core", "torch", "lightning", "numpy", "scipy", "scikit-learn", "pyyaml", "onnx", "onnxruntime",
@@ -115,9 +115,10 @@ def collect(*, config: Mapping[str, Any], seed: int, task: Any = None, target: A
                  "intended_use": _hook(task, "intended_use", None) if task is not None else None,
                  "limitations": _hook(task, "limitations", None) if task is not None else None},
     }
-    return _json_safe(record)
+    return cast("dict[str, Any]", _json_safe(record))
 
 
 def run_record(operational: Mapping[str, Any]) -> dict[str, Any]:
     """A short record of one run or resume of a study."""
-    return _json_safe({"started": now_iso(), "code": code_version(), "operational": dict(operational)})
+    return cast("dict[str, Any]", _json_safe({"started": now_iso(), "code": code_version(),
+                                              "operational": dict(operational)}))

@@ -202,7 +202,7 @@ class RayExecutor(Executor):
             pass
         self._slots[self._slots.index(slot)] = self._new_slot()
 
-    def _check_ready(self, refs_ready: set) -> None:
+    def _check_ready(self, refs_ready: set[Any]) -> None:  # ray ObjectRefs
         ray = _ray()
         for slot in self._slots:
             if not slot.ready and slot.ready_ref in refs_ready:
@@ -270,7 +270,8 @@ class RayExecutor(Executor):
             refs = [s.ref for s in busy]
             if self._queue:
                 refs += [s.ready_ref for s in self._slots if not s.ready]
-            limits = [s.started + s.job.time_limit_s + self.grace_s - now for s in busy if s.job.time_limit_s]
+            limits = [s.started + s.job.time_limit_s + self.grace_s - now for s in busy
+                      if s.job is not None and s.job.time_limit_s]
             timeout = max(0.0, min(limits)) if limits else None
             done, _ = ray.wait(refs, num_returns=1, timeout=timeout)
             if done:

@@ -182,8 +182,8 @@ def _plot(path: Path, complete: Sequence[TrialRecord], front: Sequence[TrialReco
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     if len(objectives) >= 2:
         a, b = objectives[0].name, objectives[1].name
-        xs = [t.all_metrics().get(b) for t in complete]
-        ys = [t.all_metrics().get(a) for t in complete]
+        xs = [t.all_metrics().get(b, math.nan) for t in complete]  # a missing value is not drawn
+        ys = [t.all_metrics().get(a, math.nan) for t in complete]
         ax.scatter(xs, ys, s=14, c="0.6", label="complete trials")
         fr = sorted(front, key=lambda t: t.all_metrics()[b])
         ax.plot([t.all_metrics()[b] for t in fr], [t.all_metrics()[a] for t in fr], "o-", c="C3", label="Pareto front")
@@ -195,7 +195,7 @@ def _plot(path: Path, complete: Sequence[TrialRecord], front: Sequence[TrialReco
                 ax.set_xscale("log")
     else:
         a = objectives[0].name
-        ax.plot([t.number for t in complete], [t.all_metrics().get(a) for t in complete], "o", c="0.5", ms=3)
+        ax.plot([t.number for t in complete], [t.all_metrics().get(a, math.nan) for t in complete], "o", c="0.5", ms=3)
         ax.set_xlabel("trial")
         ax.set_ylabel(a)
     ax.grid(alpha=0.3)

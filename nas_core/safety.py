@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from nas_core.errors import ConfigError
 
 
-def confined(root: str | os.PathLike, *parts: str) -> Path:
+def confined(root: str | os.PathLike[str], *parts: str) -> Path:
     """``root/parts...``, refused (``ConfigError``) unless it stays inside ``root``.
 
     Each part must be a relative name without ``..`` components; after resolving

@@ -30,7 +30,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Iterable, Mapping, cast
 
 from nas_core.errors import StoreError
 from nas_core.space import Architecture
@@ -117,7 +118,7 @@ class Store:
         return conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Store":
+    def open(cls, path: str | os.PathLike[str]) -> "Store":
         """Open an existing store, refusing corrupt files and other schema versions."""
         p = Path(path)
         if not p.is_file():
@@ -145,7 +146,7 @@ class Store:
         return cls(p, conn)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, *, study_id: str, study_name: str, config: Mapping[str, Any],
+    def create(cls, path: str | os.PathLike[str], *, study_id: str, study_name: str, config: Mapping[str, Any],
                provenance: Mapping[str, Any] | None = None) -> "Store":
         """Create a store, or open an existing one of the *same* study (for resuming).
 
@@ -214,7 +215,7 @@ class Store:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self._json_meta("config", "{}")
+        return cast("dict[str, Any]", self._json_meta("config", "{}"))
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx():
@@ -223,10 +224,10 @@ class Store:
     @property
     def provenance(self) -> dict[str, Any]:
         """The provenance record written when the study was created (``{}`` for stores that predate it)."""
-        return self._json_meta("provenance", "{}")
+        return cast("dict[str, Any]", self._json_meta("provenance", "{}"))
 
     def runs(self) -> list[dict[str, Any]]:
-        return self._json_meta("runs", "[]")
+        return cast("list[dict[str, Any]]", self._json_meta("runs", "[]"))
 
     def add_run(self, record: Mapping[str, Any]) -> None:
         """Append one run's record (time, code version, operational settings) to meta ``runs``."""
@@ -245,7 +246,8 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             return self.conn
 
-        def __exit__(self, exc_type, exc, tb) -> None:
+        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                     tb: TracebackType | None) -> None:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _tx(self) -> "_Tx":
@@ -268,7 +270,9 @@ class Store:
                 (arch.to_json(), arch.hash, state.value, int(seed), _dumps(dict(fidelity or {})),
                  _dumps(dict(costs or {})), reason, error, now, finished))
             self._save_strategy(conn, strategy_state)
-            return int(cur.lastrowid)
+            rowid = cur.lastrowid
+            assert rowid is not None  # set by the INSERT
+            return int(rowid)
 
     def finish_trial(self, number: int, *, state: TrialState, metrics: Mapping[str, float] | None = None,
                      error: str | None = None, duration_s: float | None = None,
@@ -302,18 +306,18 @@ class Store:
         if row is None:
             return None
         try:
-            return json.loads(row[0])
+            return cast("dict[str, Any]", json.loads(row[0]))  # the store writes it from a mapping
         except (ValueError, TypeError) as exc:
             raise StoreError(f"study store {self.path}: the strategy state is corrupt ({exc})") from None
 
-    def _record(self, row: tuple) -> TrialRecord:
+    def _record(self, row: tuple[Any, ...]) -> TrialRecord:
         try:
             return self._decode(row)
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:  # JSON only: nothing is unpickled
             raise StoreError(f"study store {self.path}: trial row {row[0]!r} is corrupt ({type(exc).__name__}: "
                              f"{str(exc)[:120]})") from None
 
-    def _decode(self, row: tuple) -> TrialRecord:
+    def _decode(self, row: tuple[Any, ...]) -> TrialRecord:
         (number, arch, _h, state, seed, fidelity, metrics, costs, error, reason, created, finished, duration, attempts) = row
         return TrialRecord(number=number, arch=Architecture.from_json(arch), state=TrialState(state), seed=seed,
                            fidelity=json.loads(fidelity), metrics=json.loads(metrics), costs=json.loads(costs),
@@ -325,7 +329,7 @@ class Store:
 
     def trials(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
         sql = f"SELECT {self._COLUMNS} FROM trials"
-        args: tuple = ()
+        args: tuple[Any, ...] = ()
         if states is not None:
             states = list(states)
             sql += " WHERE state IN (%s)" % ",".join("?" * len(states))

@@ -212,8 +212,9 @@ class StudyConfig:
             raise ConfigError(f"unknown config field(s) {sorted(map(repr, unknown))}; allowed: {sorted(names)}")
         if "space" not in d:
             raise ConfigError("the config needs 'space' (e.g. digits/cnn)")
-        return cls(**{k: (tuple(v) if k in ("objectives", "constraints", "retry_on") and isinstance(v, list) else v)
-                      for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: (tuple(v) if k in ("objectives", "constraints", "retry_on") and isinstance(v, list)
+                                      else v) for k, v in d.items()}
+        return cls(**kwargs)
 
     def identity(self) -> dict[str, Any]:
         ident = {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL}
@@ -472,7 +473,7 @@ def validate_metrics(task: Any, target: HardwareTarget | None, objectives: Seque
 
 # -- building a study from a config ------------------------------------------------------------
 
-def _strategy_class(name: str, registry: Registry) -> type:
+def _strategy_class(name: str, registry: Registry) -> Callable[..., Any]:
     if name in CORE_STRATEGIES:
         return CORE_STRATEGIES[name]
     extra = registry.plugin_strategies()

@@ -32,7 +32,7 @@ class Task(ABC):
         self.options = dict(options)
 
     @abstractmethod
-    def input_shape(self, arch: Architecture) -> tuple:
+    def input_shape(self, arch: Architecture) -> tuple[int, ...] | tuple[tuple[int, ...], ...]:
         """Shape of one input without the batch dimension, or a tuple of shapes."""
 
     @abstractmethod

@@ -153,17 +153,17 @@ def _first_tensor(obj: Any) -> torch.Tensor:
 
 def _conv_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
     m: Any = module
-    return _first_tensor(output).numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    return int(_first_tensor(output).numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size))
 
 
 def _conv_transpose_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
     m: Any = module
-    return _first_tensor(inputs).numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size)
+    return int(_first_tensor(inputs).numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size))
 
 
 def _linear_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
     m: Any = module
-    return _first_tensor(output).numel() * m.in_features
+    return int(_first_tensor(output).numel() * m.in_features)
 
 
 def _zero_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
@@ -393,7 +393,7 @@ class _Tracer(TorchFunctionMode):
 def _normalize_shapes(input_shape: InputShape) -> tuple[tuple[int, ...], ...]:
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) == 0:
         raise ConfigError(f"input_shape must be a non-empty shape like (1, 250) or a tuple of shapes, got {input_shape!r}")
-    items = list(input_shape)
+    items: list[Any] = list(input_shape)
     if all(isinstance(d, int) and not isinstance(d, bool) for d in items):
         shapes = [tuple(items)]
     elif all(isinstance(s, Sequence) and not isinstance(s, (str, bytes)) for s in items):

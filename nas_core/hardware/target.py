@@ -195,7 +195,7 @@ class HardwareTarget:
         if (self.battery_mah is None) != (self.battery_voltage_v is None):
             raise ConfigError(f"{label}: fields 'battery_mah' and 'battery_voltage_v' must be given together")
 
-        sources = self.sources
+        sources: Any = self.sources  # from a file: any value until checked here
         if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
             raise ConfigError(f"{label}: field 'sources' must be a list of strings, got {sources!r}")
         for s in sources:
