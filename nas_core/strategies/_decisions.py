@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
 
@@ -99,7 +99,7 @@ class DecisionSpace:
         if d.kind == "count":
             return int(value) - d.low
         if d.kind == "choice":
-            return dim._index(value)  # type: ignore[union-attr]
+            return cast(Categorical, dim)._index(value)  # a choice decision is a categorical's
         if isinstance(dim, Integer):
             if d.kind == "grid":
                 return (int(value) - dim.low) // dim.step
@@ -117,7 +117,8 @@ class DecisionSpace:
         self._walk_values(self.space.dimensions, arch.to_dict(), "", out)
         return out
 
-    def _walk_values(self, dims: Sequence[Dimension], values: dict, prefix: str, out: list) -> None:
+    def _walk_values(self, dims: Sequence[Dimension], values: Mapping[str, Any], prefix: str,
+                     out: list[tuple[int, int]]) -> None:
         for dim in dims:
             if dim.name not in values:
                 continue
@@ -137,7 +138,8 @@ class DecisionSpace:
         values = self._decode_scope(self.space.dimensions, "", choose, made)
         return Architecture(values), made
 
-    def _decode_scope(self, dims: Sequence[Dimension], prefix: str, choose, made: list) -> dict:
+    def _decode_scope(self, dims: Sequence[Dimension], prefix: str, choose: Callable[[int, list[tuple[int, int]]], int],
+                      made: list[tuple[int, int]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for dim in dims:
             cond = dim.condition

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -90,13 +90,13 @@ class TrialResult:
         return self.state == TrialState.COMPLETE
 
 
-def rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return dict(rng.bit_generator.state)
 
 
 def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
     bg = np.random.PCG64()
-    bg.state = dict(state)
+    bg.state = cast(Any, dict(state))  # numpy types the setter as PCG64's TypedDict; the mapping came from rng_state
     return np.random.Generator(bg)
 
 

@@ -53,7 +53,8 @@ def _one_blas_thread() -> Iterator[None]:
 
 def _matern52(d: np.ndarray) -> np.ndarray:
     s = math.sqrt(5.0) * d
-    return (1.0 + s + s * s / 3.0) * np.exp(-s)
+    out: np.ndarray = (1.0 + s + s * s / 3.0) * np.exp(-s)
+    return out
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,7 +114,8 @@ def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float, xi: floa
     from scipy.special import ndtr
 
     z = (mean - best - xi) / sd
-    return (mean - best - xi) * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    ei: np.ndarray = (mean - best - xi) * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return ei
 
 
 class BayesianOptimization(Strategy):
@@ -165,7 +167,8 @@ class BayesianOptimization(Strategy):
         lo, hi = scores.min(0), scores.max(0)
         cost = (hi - scores) / np.where(hi > lo, hi - lo, 1.0)  # 0 = best, 1 = worst, per objective
         w = self.rng.dirichlet(np.ones(scores.shape[1]))
-        return -((cost * w).max(1) + 0.05 * (cost * w).sum(1))
+        targets: np.ndarray = -((cost * w).max(1) + 0.05 * (cost * w).sum(1))
+        return targets
 
     def _training_set(self, y_all: np.ndarray) -> list[int]:
         n = len(y_all)
@@ -251,6 +254,6 @@ class BayesianOptimization(Strategy):
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.history = [(str(a), [float(x) for x in s]) for a, s in state["history"]]
         self.seen = set(state["seen"])
-        self.hyper = tuple(state["hyper"]) if state["hyper"] else None  # type: ignore[assignment]
+        self.hyper = tuple(state["hyper"]) if state["hyper"] else None
         self.fit_n = int(state["fit_n"])
         self.n_asked = int(state["n_asked"])

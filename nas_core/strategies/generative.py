@@ -59,7 +59,7 @@ class ParzenModel:
         """An architecture drawn from ``l`` and its score ``log l - log g``."""
         score = 0.0
 
-        def choose(t: int, made: list) -> int:
+        def choose(t: int, made: list[tuple[int, int]]) -> int:
             nonlocal score
             d = self.ds.decisions[t]
             o = self.ds.offsets[t]

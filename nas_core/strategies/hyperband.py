@@ -88,7 +88,7 @@ class SuccessiveHalving(Strategy):
         self.brackets: list[dict[str, Any]] = []  # open brackets, oldest first
         self.n_brackets = 0  # brackets opened so far
         # what the strategy knows: "budget index|hash" -> [canonical, fitness or None (failed/rejected)]
-        self.known: dict[str, list] = {}
+        self.known: dict[str, list[Any]] = {}
         self.rejected: set[str] = set()
         self.incumbent: tuple[float, str] | None = None
         self.n_asked = 0
@@ -279,7 +279,7 @@ class BOHB(Hyperband):
     def _new_config(self, budget_index: int) -> Architecture:
         if self.rng.random() < self.random_fraction:
             return super()._new_config(budget_index)
-        by_budget: dict[int, list[list]] = {}
+        by_budget: dict[int, list[list[Any]]] = {}
         for key, v in self.known.items():
             by_budget.setdefault(int(key.split("|", 1)[0]), []).append(v)
         usable = [b for b, rows in by_budget.items() if sum(1 for r in rows if r[1] is not None) >= self.min_points]

@@ -14,7 +14,7 @@ under a hard constraint every feasible point dominates every infeasible one.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class NSGA2(Strategy):
 
     def _select(self) -> Architecture:
         i, j = (int(x) for x in self.rng.integers(len(self.parents), size=2))
-        key = lambda k: (-self.rank[k], self.crowd[k])  # noqa: E731
+        key: Callable[[int], tuple[int, float]] = lambda k: (-self.rank[k], self.crowd[k])  # noqa: E731
         return self.parents[i if key(i) >= key(j) else j][0]
 
     def ask(self) -> Architecture:
@@ -99,12 +99,14 @@ class NSGA2(Strategy):
         self.generation += 1
 
     def _extra_state(self) -> dict[str, Any]:
-        enc = lambda rows: [[a.to_json(), s] for a, s in rows]  # noqa: E731
+        enc: Callable[[list[tuple[Architecture, list[float]]]], list[list[Any]]] = \
+            lambda rows: [[a.to_json(), s] for a, s in rows]  # noqa: E731
         return {"parents": enc(self.parents), "offspring": enc(self.offspring), "rank": self.rank,
                 "crowd": self.crowd, "n_asked": self.n_asked, "generation": self.generation}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        dec = lambda rows: [(Architecture.from_json(a), [float(x) for x in s]) for a, s in rows]  # noqa: E731
+        dec: Callable[[Sequence[Sequence[Any]]], list[tuple[Architecture, list[float]]]] = \
+            lambda rows: [(Architecture.from_json(a), [float(x) for x in s]) for a, s in rows]  # noqa: E731
         self.parents = dec(state["parents"])
         self.offspring = dec(state["offspring"])
         self.rank = [int(r) for r in state["rank"]]

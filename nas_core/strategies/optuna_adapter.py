@@ -159,7 +159,7 @@ class OptunaStrategy(Strategy):
             self.study = optuna.create_study(
                 directions=["maximize" if o.direction == "max" else "minimize" for o in self.objectives],
                 sampler=self._make_sampler())
-        self.log: list[list] = []  # ["ask"] | ["tell", canonical, state, values]
+        self.log: list[list[Any]] = []  # ["ask"] | ["tell", canonical, state, values]
         self.pending: dict[str, list[int]] = {}  # canonical -> open Optuna trial numbers
         self.known: dict[str, tuple[str, list[float] | None]] = {}  # hash -> ("complete"|"fail", values)
         self.worst: list[float] | None = None  # worst value of each objective told so far
@@ -171,7 +171,7 @@ class OptunaStrategy(Strategy):
     def _by_index(self, dim: Categorical) -> bool:
         return not all(isinstance(c, _PRIMITIVE) for c in dim.choices)
 
-    def _cat_choices(self, dim: Categorical) -> list:
+    def _cat_choices(self, dim: Categorical) -> list[Any]:
         return list(range(len(dim.choices))) if self._by_index(dim) else list(dim.choices)
 
     def _suggest_dim(self, trial: Any, dim: Dimension, name: str) -> Any:
@@ -188,7 +188,7 @@ class OptunaStrategy(Strategy):
             return dim._snap(trial.suggest_float(name, dim.low, dim.high, log=dim.log))
         raise TypeError(dim)
 
-    def _suggest_scope(self, trial: Any, dims: Sequence[Dimension], prefix: str, active: bool) -> dict:
+    def _suggest_scope(self, trial: Any, dims: Sequence[Dimension], prefix: str, active: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for dim in dims:
             cond = dim.condition

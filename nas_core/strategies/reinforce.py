@@ -178,6 +178,7 @@ class Reinforce(Strategy):
         if self.baseline is None:
             self.baseline, self.scale = reward, 0.0
             return
+        assert self.scale is not None  # set together with the baseline
         dev = reward - self.baseline
         self.scale = self.decay * self.scale + (1 - self.decay) * abs(dev)
         adv = dev / self.scale if self.scale > 1e-12 else 0.0
