@@ -20,9 +20,12 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
@@ -40,7 +43,7 @@ class ClassificationData:
     n_classes: int
 
 
-def _as_tuple(x: Any) -> tuple:
+def _as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
@@ -69,7 +72,7 @@ class TrainingEstimator(Estimator):
     noisy under a change of seed (``--objective val_macro_f1_mean:max``).
     """
 
-    metric_names = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run", "best_epoch")
+    metric_names: tuple[str, ...] = ("val_accuracy", "val_macro_f1", "val_loss", "epochs_run", "best_epoch")
 
     def __init__(self, data: Callable[[], ClassificationData], *, epochs: int = 10, data_fraction: float = 1.0,
                  batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
@@ -107,7 +110,7 @@ class TrainingEstimator(Estimator):
         self.metric_names = names
         self._cache: ClassificationData | None = None
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = None  # workers load their own copy
         return state
@@ -158,6 +161,7 @@ class TrainingEstimator(Estimator):
             tmp.replace(out / "model.pt")
         out_metrics = {**best, "epochs_run": epochs_run}
         if self.repeats > 1:
+            assert initial is not None  # copied above when repeats > 1
             f1s, accs = [best["val_macro_f1"]], [best["val_accuracy"]]
             for r in range(1, self.repeats):
                 model = copy.deepcopy(initial)
@@ -196,7 +200,7 @@ class TrainingEstimator(Estimator):
         return torch.as_tensor(w, dtype=torch.float32)
 
     def _fit(self, ctx: EvalContext, model: Any, seed: int, train_ds: Any, val_ds: Any, weight: Any, n_classes: int,
-             epochs: int) -> tuple[dict[str, float], dict, float]:
+             epochs: int) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
         """One training run: (metrics of the best validation epoch, its weights, epochs run).
 
         With ``val_ds=None`` there is no validation and no early stopping: the run
@@ -227,7 +231,7 @@ class TrainingEstimator(Estimator):
             trainer.fit(module, train_dl)
             return {}, {k: v.detach().clone() for k, v in model.state_dict().items()}, float(trainer.current_epoch)
         trainer.fit(module, train_dl, val_dl)
-        if module.best is None:
+        if module.best is None or module.best_state is None:
             raise TrialFailed("training produced no validation result")
         return dict(module.best), module.best_state, float(trainer.current_epoch)
 
@@ -235,11 +239,12 @@ class TrainingEstimator(Estimator):
 class _Guard:
     """Lightning callback: fail on NaN/inf loss, stop at the deadline."""
 
-    def __new__(cls, ctx: EvalContext):
+    def __new__(cls, ctx: EvalContext) -> Any:  # a lightning.pytorch.Callback (Lightning is imported only here)
         import lightning.pytorch as pl
 
         class Guard(pl.Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: D401
+            def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                   batch_idx: int) -> None:  # noqa: D401
                 loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
                 if loss is not None and not bool(loss.isfinite()):
                     raise TrialFailed(f"non-finite training loss ({float(loss)}) at epoch {trainer.current_epoch}, "
@@ -249,37 +254,41 @@ class _Guard:
         return Guard()
 
 
-def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes, class_names=None):  # noqa: N802
+def _ClassifierModule(model: Any, *, weight: torch.Tensor | None, lr: float, weight_decay: float,  # noqa: N802
+                      n_classes: int, f1_classes: tuple[int, ...] | None,
+                      class_names: tuple[str, ...] | None = None) -> Any:  # a LightningModule, defined lazily
     import torch
     import lightning.pytorch as pl
 
     class ClassifierModule(pl.LightningModule):
-        def __init__(self):
+        class_weight: torch.Tensor  # a buffer
+
+        def __init__(self) -> None:
             super().__init__()
             self.model = model
             self.register_buffer("class_weight", weight if weight is not None else torch.ones(n_classes))
             self.best: dict[str, float] | None = None
-            self.best_state: dict | None = None
-            self._preds: list = []
-            self._targets: list = []
-            self._losses: list = []
+            self.best_state: dict[str, torch.Tensor] | None = None
+            self._preds: list[np.ndarray] = []
+            self._targets: list[np.ndarray] = []
+            self._losses: list[float] = []
 
-        def forward(self, *xs):
+        def forward(self, *xs: torch.Tensor) -> Any:
             return self.model(*xs)
 
-        def training_step(self, batch, batch_idx):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             *xs, y = batch
             logits = self.model(*xs)
             return torch.nn.functional.cross_entropy(logits, y, weight=self.class_weight)
 
-        def validation_step(self, batch, batch_idx):
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
             *xs, y = batch
             logits = self.model(*xs)
             self._losses.append(float(torch.nn.functional.cross_entropy(logits, y, reduction="sum")))
             self._preds.append(logits.argmax(1).cpu().numpy())
             self._targets.append(y.cpu().numpy())
 
-        def on_validation_epoch_end(self):
+        def on_validation_epoch_end(self) -> None:
             yp, yt = np.concatenate(self._preds), np.concatenate(self._targets)
             cm = confusion_matrix(yt, yp, n_classes)
             res = {"val_accuracy": accuracy(cm), "val_macro_f1": macro_f1(cm, f1_classes),
@@ -296,7 +305,7 @@ def _ClassifierModule(model, *, weight, lr, weight_decay, n_classes, f1_classes,
                 self.best = {**res, "best_epoch": float(self.current_epoch)}
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-        def configure_optimizers(self):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
     return ClassifierModule()

@@ -31,7 +31,8 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -39,14 +40,17 @@ from nas_core.errors import ConfigError
 from nas_core.estimators.base import EvalContext, Estimator
 from nas_core.space import Architecture, SearchSpace
 
+if TYPE_CHECKING:
+    from typing import Self
+
 __all__ = ["GPPredictor", "MLPEnsemble", "PredictorEstimator", "PredictorGuided", "trials_dataset"]
 
 
-def _one_thread():
+def _one_thread() -> AbstractContextManager[Any]:
     """BLAS on one thread: these fits are tiny, and thread start-up dominates on a busy machine."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(1)
+    return cast("AbstractContextManager[Any]", threadpool_limits(1))  # threadpoolctl has no type information
 
 
 def trials_dataset(store: Any, metric: str) -> tuple[list[Architecture], np.ndarray]:
@@ -80,22 +84,25 @@ class _Base:
             rows.append(v)
         return np.asarray(rows, dtype=float)
 
-    def _check(self, archs: Sequence[Architecture], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(y, dtype=float)
-        if len(archs) != len(y):
-            raise ConfigError(f"predictor: {len(archs)} architectures but {len(y)} values")
-        if len(y) < 3:
-            raise ConfigError(f"predictor: needs at least 3 completed trials to fit, got {len(y)}")
-        if not np.all(np.isfinite(y)):
+    def _check(self, archs: Sequence[Architecture], y: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ya = np.asarray(y, dtype=float)
+        if len(archs) != len(ya):
+            raise ConfigError(f"predictor: {len(archs)} architectures but {len(ya)} values")
+        if len(ya) < 3:
+            raise ConfigError(f"predictor: needs at least 3 completed trials to fit, got {len(ya)}")
+        if not np.all(np.isfinite(ya)):
             raise ConfigError("predictor: training values must be finite")
-        return self._x(archs), y
+        return self._x(archs), ya
 
     def _need_fit(self) -> None:
         if not self._fitted:
             raise ConfigError("predictor is not fitted; call fit(archs, values) or from_store(...) first")
 
+    if TYPE_CHECKING:
+        def fit(self, archs: Sequence[Architecture], y: Sequence[float] | np.ndarray) -> Self: ...
+
     @classmethod
-    def from_store(cls, store: Any, space: SearchSpace, metric: str, **kwargs: Any):
+    def from_store(cls, store: Any, space: SearchSpace, metric: str, **kwargs: Any) -> Self:
         """Fitted on a study's completed trials (``metric`` of each)."""
         archs, y = trials_dataset(store, metric)
         return cls(space, **kwargs).fit(archs, y)
@@ -114,11 +121,11 @@ class MLPEnsemble(_Base):
         self.bootstrap, self.max_iter = bootstrap, int(max_iter)
         self._models: list[Any] = []
 
-    def fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> "MLPEnsemble":
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float] | np.ndarray) -> "MLPEnsemble":
         with _one_thread():
             return self._fit(archs, y)
 
-    def _fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> "MLPEnsemble":
+    def _fit(self, archs: Sequence[Architecture], y: Sequence[float] | np.ndarray) -> "MLPEnsemble":
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -152,7 +159,7 @@ class MLPEnsemble(_Base):
 class GPPredictor(_Base):
     """Gaussian-process regression (Matern 5/2 + white noise) on the encodings."""
 
-    def fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> "GPPredictor":
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float] | np.ndarray) -> "GPPredictor":
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning

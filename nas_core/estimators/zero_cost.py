@@ -46,13 +46,20 @@ import copy
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
 from nas_core.space import Architecture, SearchSpace
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from nas_core.strategies.base import Objective, Strategy
 
 __all__ = [
     "BASELINES",
@@ -77,12 +84,12 @@ _ACT_NAME = re.compile(r"relu|elu|gelu|silu|swish|tanh|sigmoid|softplus|mish|non
 class ProxyBatch:
     """One minibatch: model inputs, targets (class labels or regression targets) and the task kind."""
 
-    inputs: tuple  # of torch.Tensor
-    target: Any  # torch.Tensor
+    inputs: tuple[torch.Tensor, ...]
+    target: torch.Tensor
     kind: str = "classification"  # or "regression"
 
 
-def _torch():
+def _torch() -> ModuleType:
     import torch
 
     return torch
@@ -133,7 +140,7 @@ def _is_norm(m: Any) -> bool:
     return isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
 
 
-def _weights(model: Any) -> list:
+def _weights(model: Any) -> list[torch.nn.Parameter]:
     out = []
     for mod in model.modules():
         if _is_norm(mod):
@@ -156,7 +163,7 @@ def _tensor_of(obj: Any) -> Any:
     return None
 
 
-def _activation_modules(model: Any) -> list:
+def _activation_modules(model: Any) -> list[torch.nn.Module]:
     torch = _torch()
     nn = torch.nn
     known = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Mish,
@@ -230,7 +237,7 @@ def _synflow(model: Any, batch: ProxyBatch) -> float:
 
 def _fisher(model: Any, batch: ProxyBatch) -> float:
     torch = _torch()
-    acts: list = []
+    acts: list[Tensor] = []
 
     def hook(m: Any, inputs: Any, output: Any) -> None:
         t = _tensor_of(output)
@@ -274,7 +281,7 @@ def _jacob_cov(model: Any, batch: ProxyBatch) -> float:
 def _naswot(model: Any, batch: ProxyBatch) -> float:
     torch = _torch()
     n = batch.inputs[0].shape[0]
-    codes: list = []
+    codes: list[Tensor] = []
 
     def hook(m: Any, inputs: Any) -> None:
         t = _tensor_of(inputs)
@@ -372,6 +379,7 @@ class ZeroCostEstimator(Estimator):
                 else:
                     from nas_core.hardware import measure_costs
 
+                    assert self.input_shape is not None  # __init__ refuses 'macs' without either
                     out["zc_macs"] = float(measure_costs(ctx.model, self.input_shape(ctx.arch), strict=False).macs)
                 continue
             if batch is None:
@@ -401,7 +409,7 @@ class _TaskBatch:
         self.task, self.batch_size, self.use_data = task, batch_size, use_data
         self._est: Any = None
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_est": None}
 
     def __call__(self, arch: Architecture, model: Any, seed: int) -> ProxyBatch:
@@ -447,7 +455,7 @@ class ZeroCostTask:
     def estimator(self) -> ZeroCostEstimator:
         return ZeroCostEstimator.for_task(self._inner, self._proxies)
 
-    def default_objectives(self) -> list:
+    def default_objectives(self) -> list[Objective]:
         from nas_core.strategies.base import Objective
 
         return [Objective(f"zc_{self._proxies[0]}", "max")]
@@ -478,7 +486,7 @@ def proxy_scorer(space: SearchSpace, task: Any, proxy: str = "synflow", *, seed:
     return score
 
 
-def _strategy_base():
+def _strategy_base() -> type[Strategy]:
     from nas_core.strategies.base import Strategy
 
     return Strategy

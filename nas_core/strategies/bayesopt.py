@@ -59,7 +59,8 @@ def _matern52(d: np.ndarray) -> np.ndarray:
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
+    out: np.ndarray = np.maximum(d, 0.0)
+    return out
 
 
 class GaussianProcess:
