@@ -44,13 +44,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext
-from nas_core.estimators.lightning_trainer import TrainingEstimator, _as_tuple, _stratified_fraction
+from nas_core.estimators.lightning_trainer import ClassificationData, TrainingEstimator, _as_tuple, _stratified_fraction
 from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
 
 __all__ = ["GroupedData", "FoldPlan", "assign_folds", "GroupedCVEstimator", "pooled_scores", "pooled_prob_scores"]
@@ -94,11 +95,11 @@ class FoldPlan:
                 return f
         raise KeyError(group)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, list[list[str]]]:
         return {"folds": [list(f) for f in self.folds]}
 
 
-def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: int | None = None,
+def assign_folds(groups: Sequence[Any] | np.ndarray, y: npt.ArrayLike, k: int, *, n_classes: int | None = None,
                  require_classes: Sequence[int] | None = None, separate: Sequence[Any] = (),
                  seed: int = 0) -> FoldPlan:
     """Assign whole groups to ``k`` folds, stratified on the classes.
@@ -138,7 +139,7 @@ def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: 
     nc = int(n_classes if n_classes is not None else (yy.max() + 1 if len(yy) else 1))
     counts = np.zeros((len(names), nc))
     index = {name: i for i, name in enumerate(names)}
-    np.add.at(counts, ([index[v] for v in g], yy), 1)
+    np.add.at(counts, (np.asarray([index[v] for v in g]), yy), 1)
     totals = np.maximum(counts.sum(0), 1)
     share = counts / totals  # (groups, classes)
     sizes = counts.sum(1) / max(1.0, counts.sum())
@@ -189,7 +190,7 @@ def assign_folds(groups: Sequence[Any], y: Sequence[int], k: int, *, n_classes: 
     return plan
 
 
-def pooled_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, scores: Mapping[str, Sequence[int]],
+def pooled_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, scores: Mapping[str, Sequence[int] | None],
                   class_names: Sequence[str] | None = None, prefix: str = "cv_") -> dict[str, float]:
     """Scores of one confusion matrix: ``{prefix}{name}`` macro-F1 over each class set, accuracy, per-class figures."""
     cm = confusion_matrix(y_true, y_pred, n_classes)
@@ -259,7 +260,9 @@ class GroupedCVEstimator(TrainingEstimator):
             raise ConfigError("cross-validation trains a fixed number of epochs per fold; early stopping on the "
                               "scored fold would leak it into the score (drop 'patience')")
         kwargs["early_stopping_patience"] = None
-        super().__init__(data or _no_data, **kwargs)
+        # this subclass's factory gives GroupedData, which grouped_dataset() reads (TrainingEstimator.dataset() is
+        # not used: evaluate() is overridden)
+        super().__init__(cast("Callable[[], ClassificationData]", data or _no_data), **kwargs)
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise ConfigError(f"cv_folds must be an integer >= 2, got {folds!r}")
         self.k = folds
@@ -267,9 +270,10 @@ class GroupedCVEstimator(TrainingEstimator):
         if scores is not None and (not scores or not all(scores.values())):
             raise ConfigError(f"scores must map each score name to a non-empty list of classes, got {scores!r}")
         # None: macro-F1 over every class with support or predictions
-        self.scores = {k: tuple(v) for k, v in scores.items()} if scores else {"macro_f1": self.macro_f1_classes}
+        self.scores: dict[str, tuple[int, ...] | None] = ({k: tuple(v) for k, v in scores.items()} if scores
+                                                          else {"macro_f1": self.macro_f1_classes})
         self.main = next(iter(self.scores))
-        self.prob_scores = {}
+        self.prob_scores: dict[str, tuple[str, tuple[int, ...]]] = {}
         for name, spec in (prob_scores or {}).items():
             if (not isinstance(spec, (tuple, list)) or len(spec) != 2 or spec[0] not in PROB_SCORE_KINDS
                     or not spec[1]):
@@ -292,7 +296,7 @@ class GroupedCVEstimator(TrainingEstimator):
             names.append(f"cv_{self.main}_seed_std")
         self.metric_names = tuple(names)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_grouped"] = None
         return state
@@ -303,9 +307,10 @@ class GroupedCVEstimator(TrainingEstimator):
     def grouped_dataset(self, ctx: EvalContext) -> GroupedData:
         """The grouped training split for this candidate (override when it depends on the architecture)."""
         if self._grouped is None:
-            self._grouped = self.data()
-            if not isinstance(self._grouped, GroupedData):
+            grouped: object = self.data()
+            if not isinstance(grouped, GroupedData):
                 raise ConfigError("GroupedCVEstimator: the data factory must return GroupedData")
+            self._grouped = grouped
         return self._grouped
 
     def plan(self, data: GroupedData) -> FoldPlan:

@@ -33,13 +33,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
 from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
+
+if TYPE_CHECKING:
+    from nas_core.task import Task
 
 __all__ = ["DIGITS_TABLE", "Table", "TabularEstimator", "TabularTask", "enumerate_architectures", "fidelity_key"]
 
@@ -67,7 +70,7 @@ def _values(dim: Dimension) -> list[Any]:
     raise TypeError(dim)
 
 
-def _product_lists(blocks: list[dict], n: int) -> Iterator[list[dict]]:
+def _product_lists(blocks: list[dict[str, Any]], n: int) -> Iterator[list[dict[str, Any]]]:
     if n == 0:
         yield []
         return
@@ -76,7 +79,7 @@ def _product_lists(blocks: list[dict], n: int) -> Iterator[list[dict]]:
             yield [copy.deepcopy(head)] + tail
 
 
-def _enumerate_scope(dims: Sequence[Dimension], assigned: dict | None = None, start: int = 0) -> Iterator[dict]:
+def _enumerate_scope(dims: Sequence[Dimension], assigned: dict[str, Any] | None = None, start: int = 0) -> Iterator[dict[str, Any]]:
     assigned = {} if assigned is None else assigned
     if start == len(dims):
         yield dict(assigned)
@@ -103,7 +106,7 @@ def enumerate_architectures(space: SearchSpace, limit: int = 1_000_000) -> list[
 
 # -- the table ---------------------------------------------------------------------------------
 
-def fidelity_key(fidelity: Mapping[str, Any], keys: Sequence[str]) -> tuple:
+def fidelity_key(fidelity: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
     """Canonical tuple of a fidelity's values for ``keys`` (numbers compare as floats)."""
     out = []
     for k in keys:
@@ -122,8 +125,8 @@ class _Meta:
     static_columns: list[str]
     metric_columns: list[str]
     time_column: str
-    space: dict
-    extra: dict
+    space: dict[str, Any]
+    extra: dict[str, Any]
 
 
 class Table:
@@ -142,8 +145,8 @@ class Table:
         self._archs: list[Architecture] = []
         self._index: dict[str, int] = {}
         self._static: list[dict[str, float]] = []
-        self._rows: dict[tuple[int, tuple], dict[str, float]] = {}
-        fids: dict[tuple, dict[str, Any]] = {}
+        self._rows: dict[tuple[int, tuple[Any, ...]], dict[str, float]] = {}
+        fids: dict[tuple[Any, ...], dict[str, Any]] = {}
         with self.path.open(newline="") as fh:
             reader = csv.DictReader(fh)
             missing = {"arch", *self.meta.fidelity_columns, *self.meta.static_columns, *self.meta.metric_columns,
@@ -195,7 +198,7 @@ class Table:
     def highest_fidelity(self) -> dict[str, Any]:
         return dict(self.fidelities[-1])
 
-    def _fk(self, fidelity: Mapping[str, Any] | None) -> tuple:
+    def _fk(self, fidelity: Mapping[str, Any] | None) -> tuple[Any, ...]:
         fid = {**self.highest_fidelity, **dict(fidelity or {})}
         fk = fidelity_key(fid, self.meta.fidelity_columns)
         if not any(fk == fidelity_key(f, self.meta.fidelity_columns) for f in self.fidelities):
@@ -238,7 +241,7 @@ class TabularEstimator(Estimator):
         if meta is not None:
             self.metric_names = tuple(meta["metric_columns"]) + (str(meta.get("time_column", "train_seconds")),)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_table"] = None
         return state
@@ -263,11 +266,11 @@ class TabularEstimator(Estimator):
 class _TableSpace(SearchSpace):
     """A space whose models are never built (a tabular task needs none)."""
 
-    def build(self, arch: Architecture) -> None:
+    def build(self, arch: Architecture) -> None:  # type: ignore[override]  # a table needs no model: never built
         return None
 
 
-def _task_base():
+def _task_base() -> type[Task]:
     from nas_core.task import Task  # imported lazily: nas_core.task imports the hardware model (torch)
 
     return Task
@@ -286,7 +289,7 @@ class TabularTask(_task_base()):  # type: ignore[misc]
         super().__init__(_TableSpace(space.name, space.dimensions), table=str(table), **options)
         self._estimator = TabularEstimator(table)
 
-    def input_shape(self, arch: Architecture) -> tuple:
+    def input_shape(self, arch: Architecture) -> tuple[int, ...]:
         return ()
 
     def estimator(self) -> TabularEstimator:

@@ -361,7 +361,8 @@ class ZeroCostEstimator(Estimator):
     def for_task(cls, task: Any, proxies: Sequence[str] = PROXIES + BASELINES, *, batch_size: int = 64,
                  use_data: bool = True, reinit: bool = True) -> "ZeroCostEstimator":
         """Batches from the task's training data when its estimator trains a classifier on
-        :class:`~nas_core.estimators.lightning_trainer.ClassificationData` (and ``use_data``), else
+        :class:`~nas_core.estimators.lightning_trainer.ClassificationData` or cross-validates one on
+        :class:`~nas_core.estimators.crossval.GroupedData` (and ``use_data``), else
         random inputs of the task's input shape (classification if the task's estimator is a
         training estimator, regression to random targets otherwise)."""
         return cls(proxies, batch=_TaskBatch(task, batch_size, use_data), macs=_TaskMacs(task), reinit=reinit)
@@ -413,11 +414,15 @@ class _TaskBatch:
         return {**self.__dict__, "_est": None}
 
     def __call__(self, arch: Architecture, model: Any, seed: int) -> ProxyBatch:
+        from nas_core.estimators.crossval import GroupedCVEstimator
         from nas_core.estimators.lightning_trainer import TrainingEstimator
 
         if self._est is None:  # one estimator, so that its data cache is reused across architectures
             self._est = self.task.estimator()
         est = self._est
+        if isinstance(est, GroupedCVEstimator) and self.use_data:  # its factory gives GroupedData, not train/val
+            grouped = est.grouped_dataset(EvalContext(arch, model, seed))
+            return classification_batch(grouped.x, grouped.y, self.batch_size, seed)
         if isinstance(est, TrainingEstimator) and self.use_data:
             data = est.dataset(EvalContext(arch, model, seed))
             return classification_batch(data.x_train, data.y_train, self.batch_size, seed)
