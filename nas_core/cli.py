@@ -14,15 +14,20 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from nas_core.errors import ConfigError, NasError
+
+if TYPE_CHECKING:
+    from nas_core.study import Progress as _ProgressBase  # checked against the study's callbacks
+else:
+    _ProgressBase = object  # nas_core.study imports torch: not at start-up
 
 EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise ConfigError(f"{self.prog}: {message}")
 
 
@@ -93,12 +98,12 @@ def _read_definition(path: str) -> dict[str, Any]:
     return data
 
 
-class _Bar:
+class _Bar(_ProgressBase):
     """tqdm progress with ETA and the best value so far (disabled with --quiet)."""
 
     def __init__(self, quiet: bool, verbose: bool):
         self.quiet, self.verbose = quiet, verbose
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar once started
 
     def start(self, total: int, done: int) -> None:
         if self.quiet:
@@ -294,7 +299,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # only a parent: its options are copied into the parsers below
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     common.add_argument("-v", "--verbose", action="store_true", help="per-trial lines, tracebacks on errors")
     p = _Parser(prog="nas", description="Hardware-aware neural architecture search", parents=[common])

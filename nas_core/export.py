@@ -31,11 +31,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from nas_core.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMATS = ("onnx", "torchscript")
 QUANTIZATIONS = ("int8",)
@@ -56,7 +59,7 @@ class ExportResult:
     quantization: Mapping[str, Any] | None = None
 
 
-def _inputs(shape: Any, batch: int, seed: int):
+def _inputs(shape: Any, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -64,7 +67,7 @@ def _inputs(shape: Any, batch: int, seed: int):
     return tuple(torch.randn(batch, *s, generator=g) for s in shapes)
 
 
-def _as_tuple(x: Any) -> tuple:
+def _as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
@@ -182,13 +185,14 @@ def quantize_onnx(fp32: Path, int8: Path, calibration: tuple[np.ndarray, ...] | 
 
     if calibration is not None and len(calibration[0]):
         names = _onnx_names(len(calibration))
+        cal: tuple[np.ndarray, ...] = calibration
 
-        class Reader(CalibrationDataReader):
+        class Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no type information
             def __init__(self) -> None:
-                self.batches = iter([{n: x[s:s + 32] for n, x in zip(names, calibration)}
-                                     for s in range(0, len(calibration[0]), 32)])
+                self.batches = iter([{n: x[s:s + 32] for n, x in zip(names, cal)}
+                                     for s in range(0, len(cal[0]), 32)])
 
-            def get_next(self):
+            def get_next(self) -> dict[str, np.ndarray] | None:
                 return next(self.batches, None)
 
         pre = int8.with_name(int8.name + ".pre.onnx")
@@ -225,7 +229,7 @@ def _write_sidecar(path: Path, doc: Mapping[str, Any]) -> Path:
     return side
 
 
-def load_weights(path: Path, trial: int) -> dict:
+def load_weights(path: Path, trial: int) -> dict[str, Any]:
     """A trial's state dict, loaded with ``weights_only=True``; anything but plain tensors is refused."""
     import torch
 
@@ -289,7 +293,8 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
     out = confined(study_dir, "exports", f"trial-{trial:05d}{suffix}")
     res = export_model(model, task.input_shape(record.arch), out, fmt)
 
-    accuracy = quant = None
+    accuracy: dict[str, Any] | None = None
+    quant: dict[str, Any] | None = None
     data_note = "not measured (only with --quantize)"
     if quantize:
         int8_path = confined(study_dir, "exports", f"trial-{trial:05d}.int8.onnx")
