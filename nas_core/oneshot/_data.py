@@ -20,7 +20,7 @@ def resolve(data: ClassificationData | Callable[[], ClassificationData]) -> Clas
     return out
 
 
-def as_tuple(x: Any) -> tuple:
+def as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 

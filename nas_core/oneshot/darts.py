@@ -60,7 +60,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -167,12 +167,12 @@ class DARTSResult(OneShotResult):
     """
 
 
-def _smoothed(values: list, k: int) -> list:
+def _smoothed(values: list[float | None], k: int) -> list[float | None]:
     """Running mean over the last ``k`` entries (None where any is missing)."""
-    out = []
+    out: list[float | None] = []
     for i in range(len(values)):
         win = values[max(0, i - k + 1): i + 1]
-        out.append(None if any(v is None for v in win) else float(np.mean(win)))
+        out.append(None if any(v is None for v in win) else float(np.mean([v for v in win if v is not None])))
     return out
 
 
@@ -336,10 +336,10 @@ class DARTS(OneShotSearcher):
                 eigs = [h.get("hessian_eig") for h in history]
                 smooth = _smoothed(eigs, cfg.es_smooth)
                 j = len(eigs) - 1 - cfg.es_window
-                if j >= 0 and smooth[j] is not None and smooth[-1] is not None and smooth[j] > 0 \
-                        and smooth[-1] / smooth[j] > cfg.es_ratio:
+                if j >= 0 and (s_then := smooth[j]) is not None and (s_now := smooth[-1]) is not None \
+                        and s_then > 0 and s_now / s_then > cfg.es_ratio:
                     stopped = (f"Hessian early stop: dominant eigenvalue (mean of {cfg.es_smooth} epochs) grew "
-                               f"{smooth[-1] / smooth[j]:.2f}x over {cfg.es_window} epochs (epoch {j} -> {epoch}); "
+                               f"{s_now / s_then:.2f}x over {cfg.es_window} epochs (epoch {j} -> {epoch}); "
                                f"alpha restored from epoch {j}")
                     with torch.no_grad():
                         for k, v in snapshots[j].items():
@@ -356,7 +356,7 @@ class DARTS(OneShotSearcher):
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, y, weight=getattr(self, "_weight", None))
 
-    def _alpha_objective(self, xa, ya) -> torch.Tensor:
+    def _alpha_objective(self, xa: Sequence[torch.Tensor], ya: torch.Tensor) -> torch.Tensor:
         probs = self.probs()
         set_weights(self.net, probs)
         loss = self._loss(self.net(*xa), ya)
@@ -364,9 +364,11 @@ class DARTS(OneShotSearcher):
             loss = loss + self.config.hw_lambda * self.expected_cost(probs) / self.cost_ref
         return loss
 
-    def _alpha_step(self, a_opt, xw, yw, xa, ya, w_params) -> float:
+    def _alpha_step(self, a_opt: torch.optim.Optimizer, xw: Sequence[torch.Tensor], yw: torch.Tensor,
+                    xa: Sequence[torch.Tensor], ya: torch.Tensor, w_params: list[nn.Parameter]) -> float:
         a_opt.zero_grad(set_to_none=True)
         alphas = list(self.alphas.values())
+        grads: Sequence[torch.Tensor]
         if self.config.order == 1:
             loss = self._alpha_objective(xa, ya)
             grads = torch.autograd.grad(loss, alphas)
@@ -377,14 +379,15 @@ class DARTS(OneShotSearcher):
         a_opt.step()
         return float(loss.detach())
 
-    def _second_order_grads(self, xw, yw, xa, ya, w_params):
+    def _second_order_grads(self, xw: Sequence[torch.Tensor], yw: torch.Tensor, xa: Sequence[torch.Tensor],
+                            ya: torch.Tensor, w_params: list[nn.Parameter]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Unrolled gradient (DARTS eq. 7) with the finite-difference Hessian-vector product (eq. 8)."""
         net, alphas = self.net, list(self.alphas.values())
         xi = self.config.unroll_lr if self.config.unroll_lr is not None else self.config.w_lr
         w0 = [p.detach().clone() for p in w_params]
         buffers = [b.detach().clone() for b in net.buffers()]
 
-        def restore(shift: list[torch.Tensor] | None = None, scale: float = 0.0) -> None:
+        def restore(shift: Sequence[torch.Tensor | None] | None = None, scale: float = 0.0) -> None:
             with torch.no_grad():
                 for p, p0, s in zip(w_params, w0, shift or [None] * len(w0)):
                     p.copy_(p0 if s is None else p0 + scale * s)
@@ -401,9 +404,9 @@ class DARTS(OneShotSearcher):
         out = torch.autograd.grad(loss, alphas + w_params, allow_unused=True)
         d_alpha = [g if g is not None else torch.zeros_like(a) for g, a in zip(out[: len(alphas)], alphas)]
         d_w = [g if g is not None else torch.zeros_like(p) for g, p in zip(out[len(alphas):], w_params)]
-        norm = torch.sqrt(sum((g * g).sum() for g in d_w))
+        norm = torch.sqrt(sum(((g * g).sum() for g in d_w), torch.zeros(())))
         eps = 0.01 / float(norm) if float(norm) > 0 else 0.0
-        hess = [torch.zeros_like(a) for a in alphas]
+        hess: list[torch.Tensor | float] = [torch.zeros_like(a) for a in alphas]
         if eps > 0:
             grads_pm = []
             for sign in (1.0, -1.0):
@@ -419,7 +422,7 @@ class DARTS(OneShotSearcher):
                 b.copy_(b0)
         return loss, [da - xi * h for da, h in zip(d_alpha, hess)]
 
-    def hessian_eigenvalue(self, xs, y) -> float:
+    def hessian_eigenvalue(self, xs: Sequence[torch.Tensor], y: torch.Tensor) -> float:
         """Dominant eigenvalue of the Hessian of the validation loss w.r.t. alpha (power iteration)."""
         net, alphas = self.net, list(self.alphas.values())
         buffers = [b.detach().clone() for b in net.buffers()]

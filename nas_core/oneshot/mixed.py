@@ -37,7 +37,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -179,7 +179,7 @@ def extract_path(module: nn.Module, path: Mapping[str, int | str]) -> nn.Module:
                 replace(getattr(parent, name), child)
 
     if isinstance(module, MixedOp):
-        return memo[id(chosen[id(module)])]
+        return cast(nn.Module, memo[id(chosen[id(module)])])  # the copy of the chosen candidate
     replace(new, module)
     return new
 
@@ -199,7 +199,7 @@ class CandidateCost:
     def metric(self, name: str, target: Any = None) -> tuple[float, ...]:
         """``macs``, ``params``, or with a target ``latency_ms`` / ``energy_uj`` (linear in MACs and layers)."""
         if name in ("macs", "params"):
-            return getattr(self, name)
+            return cast("tuple[float, ...]", getattr(self, name))
         if target is None:
             raise ConfigError(f"cost metric '{name}' needs a hardware target; use 'macs' or 'params' without one")
         from nas_core.hardware import estimate_latency_energy
@@ -237,7 +237,7 @@ def candidate_costs(module: nn.Module, input_shape: Any) -> tuple[list[Candidate
     ops = mixed_ops(module)
     shapes: dict[int, tuple[int, ...]] = {}
 
-    def record(m: nn.Module, args: tuple) -> None:
+    def record(m: nn.Module, args: tuple[Any, ...]) -> None:
         shapes.setdefault(id(m), tuple(args[0].shape[1:]))
 
     handles = [op.register_forward_pre_hook(record) for op in ops]
@@ -321,7 +321,7 @@ def mixed_support(space: SearchSpace, **options: Any) -> MixedOpSupport:
     """The space's :class:`MixedOpSupport` (its ``mixed_support(**options)`` method, else a registered factory)."""
     own = getattr(space, "mixed_support", None)
     if callable(own):
-        return own(**options)
+        return cast(MixedOpSupport, own(**options))  # the space's own factory
     for cls in type(space).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls](space, **options)

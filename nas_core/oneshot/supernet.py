@@ -72,11 +72,15 @@ def sliced_batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, c: in
     In training mode it updates those running statistics exactly as ``m`` would
     (``momentum=None`` gives the cumulative average used for BN recalibration).
     """
+    # a norm without affine parameters or without running statistics has None there (as nn.BatchNorm, it then
+    # normalises with the batch statistics in eval mode too)
+    mean, var, weight, bias = (None if t is None else t[:c] for t in (m.running_mean, m.running_var, m.weight, m.bias))
     if m.training and m.track_running_stats:
+        assert m.num_batches_tracked is not None  # tracked with the running statistics
         m.num_batches_tracked += 1
         mom = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
-        return F.batch_norm(x, m.running_mean[:c], m.running_var[:c], m.weight[:c], m.bias[:c], True, mom, m.eps)
-    return F.batch_norm(x, m.running_mean[:c], m.running_var[:c], m.weight[:c], m.bias[:c], m.training, 0.0, m.eps)
+        return F.batch_norm(x, mean, var, weight, bias, True, mom, m.eps)
+    return F.batch_norm(x, mean, var, weight, bias, m.training or mean is None, 0.0, m.eps)
 
 
 class Supernet(ABC):
@@ -241,7 +245,8 @@ def evolve(sample: Callable[[np.random.Generator], Architecture],
            crossover: Callable[[Architecture, Architecture, np.random.Generator], Architecture] | None,
            score: Callable[[Architecture], float], *, feasible: Callable[[Architecture], bool] = lambda a: True,
            population: int = 16, generations: int = 10, parents: int = 6, mutate_share: float = 0.5,
-           seed: int = 0, max_time_s: float | None = None, max_tries: int = 200) -> tuple[Architecture, float, list[dict]]:
+           seed: int = 0, max_time_s: float | None = None,
+           max_tries: int = 200) -> tuple[Architecture, float, list[dict[str, Any]]]:
     """Evolutionary search (as in single-path one-shot and Once-for-All): keep the top ``parents``,
     refill by mutation and crossover, only ever admitting feasible architectures.
 
@@ -283,7 +288,11 @@ def evolve(sample: Callable[[np.random.Generator], Architecture],
             if i < n_mut or crossover is None or len(top) < 2:
                 child = draw(lambda: mutate(top[int(rng.integers(len(top)))], rng))
             else:
-                child = draw(lambda: crossover(*[top[j] for j in rng.choice(len(top), 2, replace=False)], rng))
+                def cross() -> Architecture:
+                    i, j = rng.choice(len(top), 2, replace=False)
+                    return crossover(top[i], top[j], rng)
+
+                child = draw(cross)
             if child is not None:
                 children.append(child)
         pop = top + children
@@ -356,13 +365,17 @@ class SupernetEstimator(Estimator):
         self.f1_classes, self.calib_samples = f1_classes, calib_samples
         self._splits: dict[int, tuple[Split, Split, int]] = {}
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_splits"] = {}
         return state
 
     def _data(self, arch: Architecture) -> tuple[Split, Split, int]:
-        d = self.data_for(arch) if self.data_for is not None else resolve(self.data)
+        if self.data_for is not None:
+            d = self.data_for(arch)
+        else:
+            assert self.data is not None  # __init__ needs exactly one of data and data_for
+            d = resolve(self.data)
         key = id(d)
         if key not in self._splits:
             self._splits = {key: (to_split(d.x_train, d.y_train), to_split(d.x_val, d.y_val), d.n_classes)}
