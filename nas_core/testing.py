@@ -35,14 +35,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.estimators.base import EvalContext
 from nas_core.plugins import Plugin, Registry
-from nas_core.space import Architecture, Categorical, Float, Integer, Repeat, SearchSpace
+from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _check(cond: bool, where: str, what: str) -> None:
@@ -50,7 +53,7 @@ def _check(cond: bool, where: str, what: str) -> None:
         raise AssertionError(f"{where}: {what}")
 
 
-def _dummy_inputs(shape: Any):
+def _dummy_inputs(shape: Any) -> tuple[torch.Tensor, ...]:
     import torch
 
     if shape and isinstance(shape[0], (tuple, list)):
@@ -74,7 +77,7 @@ def check_space(space: SearchSpace, where: str, *, n_samples: int = 8, seed: int
         _check(Architecture.from_json(a.to_json()) == a and Architecture.from_json(a.to_json()).hash == a.hash,
                where, "architecture does not round-trip through JSON")
         enc = space.encode(a)
-        _check(enc.shape == (space.encoding_size(),) and np.all(np.isfinite(enc)), where,
+        _check(bool(enc.shape == (space.encoding_size(),) and np.all(np.isfinite(enc))), where,
                f"encoding has shape {enc.shape}, expected ({space.encoding_size()},)")
         m = space.mutate(a, rng)
         _check(space.contains(m), where, f"mutation left the space: {space.errors(m)}")
@@ -213,7 +216,7 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
         check_proxies(plugin, n_archs=2, seed=seed, task_options=task_options)
 
 
-def _all_dims(space: SearchSpace):
+def _all_dims(space: SearchSpace) -> Iterator[Dimension]:
     from nas_core.space import Repeat
 
     stack = list(space.dimensions)
@@ -288,12 +291,12 @@ def check_strategy(strategy: Any, *, options: Mapping[str, Any] | None = None, s
     from nas_core.store import TrialState
     from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
 
+    make: Callable[[SearchSpace, Sequence[Objective], int], Any]  # may return anything: checked below
+    cls: Any  # the Strategy subclass, or None for a factory
     if isinstance(strategy, type):
         cls = strategy
         opts = dict(cls.check_options if options is None else options)
-
-        def make(sp, objs, s):
-            return cls(sp, objs, seed=s, **opts)
+        make = lambda sp, objs, s: cls(sp, objs, seed=s, **opts)  # noqa: E731
     else:
         cls, make = None, strategy
     space = space or ContractSpace()
@@ -311,7 +314,7 @@ def check_strategy(strategy: Any, *, options: Mapping[str, Any] | None = None, s
     _check(isinstance(probe, Strategy), where, f"is a {type(probe).__name__}, not a nas_core Strategy")
     n = int(steps if steps is not None else (cls.check_steps if cls else Strategy.check_steps))
 
-    def loop(st, k, start=0, rejected=None):
+    def loop(st: Any, k: int, start: int = 0, rejected: set[str] | None = None) -> list[tuple[str, str]]:
         out = []
         for i in range(k):
             p = st.ask()
