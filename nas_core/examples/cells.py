@@ -26,10 +26,12 @@ Example::
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
-from nas_core.space import Architecture, Categorical, SearchSpace
+from nas_core.space import Architecture, Categorical, Dimension, SearchSpace
 
 #: candidate operations of a cell edge
 OPS = ("sep3", "sep5", "dil3", "max3", "avg3", "skip")
@@ -37,13 +39,17 @@ OPS = ("sep3", "sep5", "dil3", "max3", "avg3", "skip")
 NODES = 3
 
 
-def _cell_dimensions(cell: str) -> list:
-    dims = []
+def _cell_dimensions(cell: str) -> list[Dimension]:
+    dims: list[Dimension] = []
     for j in range(NODES):
         for side in ("a", "b"):
             dims.append(Categorical(f"{cell}_n{j}_in_{side}", list(range(j + 2))))
             dims.append(Categorical(f"{cell}_n{j}_op_{side}", list(OPS)))
     return dims
+
+
+#: ``[((op_a, in_a), (op_b, in_b)) per node]``
+_Genotype = Sequence[tuple[tuple[str, int], tuple[str, int]]]
 
 
 def cell_genotype(arch: Architecture, cell: str) -> list[tuple[tuple[str, int], tuple[str, int]]]:
@@ -64,7 +70,7 @@ class DigitsCellSpace(SearchSpace):
             *_cell_dimensions("reduce"),
         ])
 
-    def build(self, arch: Architecture):
+    def build(self, arch: Architecture) -> CellNetwork:
         d = arch.to_dict()
         return CellNetwork(int(d["channels"]), int(d["cells_per_stage"]), cell_genotype(arch, "normal"),
                            cell_genotype(arch, "reduce"))
@@ -102,7 +108,8 @@ def make_op(name: str, c: int, stride: int) -> nn.Module:
 
 
 class Cell(nn.Module):
-    def __init__(self, genotype, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduce_prev: bool):
+    def __init__(self, genotype: _Genotype, c_prev_prev: int, c_prev: int, c: int, reduction: bool,
+                 reduce_prev: bool):
         super().__init__()
         # the input from two cells back is larger when the previous cell reduced: bring it to this size
         self.pre0 = ReLUConvBN(c_prev_prev, c, 1, 2 if reduce_prev else 1)
@@ -114,7 +121,7 @@ class Cell(nn.Module):
             self.ops.append(make_op(op_b, c, 2 if reduction and in_b < 2 else 1))
         self.out_channels = NODES * c
 
-    def forward(self, s0, s1):
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         for j, (in_a, in_b) in enumerate(self.inputs):
             states.append(self.ops[2 * j](states[in_a]) + self.ops[2 * j + 1](states[in_b]))
@@ -122,7 +129,7 @@ class Cell(nn.Module):
 
 
 class CellNetwork(nn.Module):
-    def __init__(self, channels: int, per_stage: int, normal, reduce, n_classes: int = 10):
+    def __init__(self, channels: int, per_stage: int, normal: _Genotype, reduce: _Genotype, n_classes: int = 10):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         plan = [False] * per_stage + [True] + [False] * per_stage
@@ -135,8 +142,9 @@ class CellNetwork(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
-        return self.classifier(torch.flatten(self.pool(s1), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(s1), 1))
+        return logits

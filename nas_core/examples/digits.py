@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -25,6 +25,12 @@ from nas_core.hardware import load_target
 from nas_core.plugins import Plugin, SpaceEntry
 from nas_core.space import Architecture, Categorical, Float, Repeat, SearchSpace
 from nas_core.task import Task
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nas_core.examples.digits_oneshot import DigitsMixedSupport
+    from nas_core.hardware import HardwareTarget
 
 TARGETS_DIR = Path(__file__).resolve().parents[1] / "hardware" / "targets"
 
@@ -68,7 +74,7 @@ def digits_test_split() -> tuple[np.ndarray, np.ndarray]:
 
 
 class DigitsCNNSpace(SearchSpace):
-    def mixed_support(self, **options):
+    def mixed_support(self, **options: Any) -> DigitsMixedSupport:
         """Mixed-op support for DARTS and weight-sharing supernets (see :mod:`nas_core.examples.digits_oneshot`)."""
         from nas_core.examples.digits_oneshot import DigitsMixedSupport
 
@@ -88,7 +94,7 @@ class DigitsCNNSpace(SearchSpace):
             Categorical("activation", ["relu", "gelu"]),
         ])
 
-    def build(self, arch: Architecture):
+    def build(self, arch: Architecture) -> nn.Sequential:
         import torch.nn as nn
 
         act = {"relu": nn.ReLU, "gelu": nn.GELU}[arch["activation"]]
@@ -134,7 +140,7 @@ class DigitsTask(Task):
             raise ConfigError(f"digits task: unknown option(s) {sorted(unknown)}; allowed: {list(self.OPTIONS)}")
         super().__init__(space, **options)
 
-    def input_shape(self, arch: Architecture) -> tuple:
+    def input_shape(self, arch: Architecture) -> tuple[int, ...]:
         return (1, 8, 8)
 
     def estimator(self) -> TrainingEstimator:
@@ -145,7 +151,7 @@ class DigitsTask(Task):
                                  repeats=o.get("repeats", 1))
 
 
-def _target(name: str):
+def _target(name: str) -> Callable[[], HardwareTarget]:
     return lambda: load_target(TARGETS_DIR / name)
 
 

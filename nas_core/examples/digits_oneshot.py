@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from nas_core.errors import ConfigError
 from nas_core.examples.digits import DigitsCNNSpace
 from nas_core.oneshot.mixed import MixedOp, MixedOpSupport
 from nas_core.oneshot.supernet import Supernet, sliced_batch_norm
-from nas_core.space import Architecture
+from nas_core.space import Architecture, Categorical, Repeat
 
 __all__ = ["DigitsElasticSupernet", "DigitsMixedSupport"]
 
@@ -64,13 +64,14 @@ class DigitsMixedSupport(MixedOpSupport):
                  activation: str = "relu"):
         self.space = space or DigitsCNNSpace()
         dims = {d.name: d for d in self.space.dimensions}
-        block = {d.name: d for d in dims["stages"].block}
+        stages = cast(Repeat, dims["stages"])
+        block = {d.name: cast(Categorical, d) for d in stages.block}  # a digits stage is four categoricals
         if not block["channels"].validate(channels):
             raise ConfigError(f"channels={channels} is not a choice of the digits space {list(block['channels'].choices)}")
-        if not 1 <= max_stages <= dims["stages"].max_count:
-            raise ConfigError(f"max_stages must be in 1..{dims['stages'].max_count}, got {max_stages}")
+        if not 1 <= max_stages <= stages.max_count:
+            raise ConfigError(f"max_stages must be in 1..{stages.max_count}, got {max_stages}")
         self.channels, self.max_stages, self.first_pool = channels, max_stages, bool(first_pool)
-        self.fixed = {"head": head, "hidden": hidden, "activation": activation}
+        self.fixed: dict[str, Any] = {"head": head, "hidden": hidden, "activation": activation}
         if hidden:
             self.fixed["dropout"] = float(dropout)
         self.ops = [f"{b}{k}" for b in block["block"].choices for k in block["kernel"].choices]
@@ -78,7 +79,7 @@ class DigitsMixedSupport(MixedOpSupport):
         # fail early on a template outside the space
         self.space.validate(self.derive({"stage0": self.ops[0], **{f"stage{i}": "skip" for i in range(1, max_stages)}}))
 
-    def input_shape(self) -> tuple:
+    def input_shape(self) -> tuple[int, ...]:
         return (1, 8, 8)
 
     def build_mixed(self) -> nn.Module:
@@ -187,17 +188,18 @@ class _DigitsElasticNet(nn.Module):
         a = self.arch
         if a is None:
             raise RuntimeError("no active sub-network; call set_active first")
-        act = {"relu": F.relu, "gelu": F.gelu}[a["activation"]]
+        acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "gelu": F.gelu}
+        act = acts[a["activation"]]
         cin, size = 1, 8
         for i, st in enumerate(a["stages"]):
             k, c = st["kernel"], st["channels"]
             if st["block"] == "plain":
                 x = F.conv2d(x, self.crop(self.plain[i][:c, :cin], k), padding=k // 2)
-                x = self.bn(self.bn_plain[i], x, c)
+                x = self.bn(cast(nn.BatchNorm2d, self.bn_plain[i]), x, c)
             else:
                 x = F.conv2d(x, self.crop(self.dw[i][:cin], k), padding=k // 2, groups=cin)
                 x = F.conv2d(x, self.pw[i][:c, :cin])
-                x = self.bn(self.bn_dwsep[i], x, c)
+                x = self.bn(cast(nn.BatchNorm2d, self.bn_dwsep[i]), x, c)
             x = act(x)
             if st["pool"] and size >= 2:
                 x = F.max_pool2d(x, 2)
@@ -211,17 +213,19 @@ class _DigitsElasticNet(nn.Module):
             key, cols = f"flat{size}", cin * size * size
         h = a["hidden"]
         if h:
-            lin = self.hid[key]
+            lin = cast(nn.Linear, self.hid[key])
             x = act(F.linear(x, lin.weight[:h, :cols], lin.bias[:h]))
             x = F.dropout(x, a.get("dropout", 0.0), self.training)
             return F.linear(x, self.out.weight[:, :h], self.out.bias)
-        lin = self.out0[key]
+        lin = cast(nn.Linear, self.out0[key])
         return F.linear(x, lin.weight[:, :cols], lin.bias)
 
 
 class DigitsElasticSupernet(Supernet):
     """Once-for-All-style supernet over the whole digits space (weight slicing, kernel centre-crop)."""
 
+    space: DigitsCNNSpace
+    module: _DigitsElasticNet
     def __init__(self, space: DigitsCNNSpace | None = None, *, seed: int = 0):
         self.space = space or DigitsCNNSpace()
         torch.manual_seed(seed)
@@ -243,7 +247,7 @@ class DigitsElasticSupernet(Supernet):
         self.space.validate(arch)
         net = self.space.build(arch)
         m = self.module
-        layers = list(net)
+        layers: list[Any] = list(net)  # the layers DigitsCNNSpace.build makes, read by position
         pos = 0
         cin, size = 1, 8
         with torch.no_grad():
@@ -252,12 +256,12 @@ class DigitsElasticSupernet(Supernet):
                 if st["block"] == "plain":
                     layers[pos].weight.copy_(m.crop(m.plain[i][:c, :cin], k))
                     pos += 1
-                    bn = m.bn_plain[i]
+                    bn = cast(nn.BatchNorm2d, m.bn_plain[i])
                 else:
                     layers[pos].weight.copy_(m.crop(m.dw[i][:cin], k))
                     layers[pos + 1].weight.copy_(m.pw[i][:c, :cin])
                     pos += 2
-                    bn = m.bn_dwsep[i]
+                    bn = cast(nn.BatchNorm2d, m.bn_dwsep[i])
                 _copy_bn(layers[pos], bn, c)
                 pos += 2  # BN, activation
                 if st["pool"] and size >= 2:
@@ -272,18 +276,23 @@ class DigitsElasticSupernet(Supernet):
                 pos += 1
             h = arch["hidden"]
             if h:
-                layers[pos].weight.copy_(m.hid[key].weight[:h, :cols])
-                layers[pos].bias.copy_(m.hid[key].bias[:h])
+                hid = cast(nn.Linear, m.hid[key])
+                layers[pos].weight.copy_(hid.weight[:h, :cols])
+                layers[pos].bias.copy_(hid.bias[:h])
                 layers[pos + 3].weight.copy_(m.out.weight[:, :h])
                 layers[pos + 3].bias.copy_(m.out.bias)
             else:
-                layers[pos].weight.copy_(m.out0[key].weight[:, :cols])
-                layers[pos].bias.copy_(m.out0[key].bias)
+                out0 = cast(nn.Linear, m.out0[key])
+                layers[pos].weight.copy_(out0.weight[:, :cols])
+                layers[pos].bias.copy_(out0.bias)
         net.train(m.training)
         return net
 
 
 def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
+    # both track running statistics (nn.BatchNorm2d's default)
+    assert dst.running_mean is not None and dst.running_var is not None and dst.num_batches_tracked is not None
+    assert src.running_mean is not None and src.running_var is not None and src.num_batches_tracked is not None
     dst.weight.copy_(src.weight[:c])
     dst.bias.copy_(src.bias[:c])
     dst.running_mean.copy_(src.running_mean[:c])
