@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install the pinned stack, run a short ECG search on MIT-BIH
-#   make test   same install, then the test suite
+#   make test   same install, then the type check (mypy, strict on nas_core/) and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	MITDB_DIR=$(MITDB_DIR) $(BIN)/python -m pytest -q
 
 # MIT-BIH from MITDB_DIR when it holds the records, else downloaded into data/mitdb on first use
