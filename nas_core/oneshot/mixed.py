@@ -199,7 +199,7 @@ class CandidateCost:
     def metric(self, name: str, target: Any = None) -> tuple[float, ...]:
         """``macs``, ``params``, or with a target ``latency_ms`` / ``energy_uj`` (linear in MACs and layers)."""
         if name in ("macs", "params"):
-            return cast("tuple[float, ...]", getattr(self, name))
+            return self.macs if name == "macs" else self.params
         if target is None:
             raise ConfigError(f"cost metric '{name}' needs a hardware target; use 'macs' or 'params' without one")
         from nas_core.hardware import estimate_latency_energy
