@@ -255,7 +255,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if args.retry_on is not None:
         ops["retry_on"] = _retry_on(args.retry_on)
     bar = _Bar(args.quiet, args.verbose)
-    summary = resume_study(args.dir, budget=args.budget, progress=bar, **ops)
+    summary = resume_study(args.dir, budget=args.budget, progress=bar, code_options=_kv(args.option, "--option"),
+                           **ops)
     return _finish(summary, Path(args.dir), args.quiet)
 
 
@@ -274,7 +275,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from nas_core.export import export_trial
 
-    res = export_trial(args.dir, args.trial, args.format, quantize=args.quantize)
+    res = export_trial(args.dir, args.trial, args.format, quantize=args.quantize,
+                       code_options=_kv(args.option, "--option"))
     if not args.quiet:
         print(f"wrote {res.path} ({res.fmt}); max |difference| to PyTorch on {res.n_checked} random inputs: "
               f"{res.max_abs_diff:.2e}; provenance {res.sidecar}")
@@ -343,12 +345,16 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--retry-on", dest="retry_on")
     rs.add_argument("--time-limit", dest="time_limit", type=float)
     rs.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
+    rs.add_argument("--option", action="append", help="re-state a stored task option that names code "
+                    "(module:attribute); a store alone never makes nas import code")
     rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
     rp.add_argument("dir")
     ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX or TorchScript (checked)")
     ex.add_argument("dir")
     ex.add_argument("--trial", type=int, required=True)
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--option", action="append", help="re-state a stored task option that names code "
+                    "(module:attribute)")
     ex.add_argument("--quantize", choices=["int8"], help="also write an int8 post-training-quantized ONNX model and "
                     "measure its accuracy change on the task's validation data")
     return p

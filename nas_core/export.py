@@ -27,6 +27,7 @@ returning training and validation splits (like the Lightning
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -195,7 +196,9 @@ def quantize_onnx(fp32: Path, int8: Path, calibration: tuple[np.ndarray, ...] | 
             def get_next(self) -> dict[str, np.ndarray] | None:
                 return next(self.batches, None)
 
-        pre = int8.with_name(int8.name + ".pre.onnx")
+        from nas_core.safety import confined
+
+        pre = confined(int8.parent, int8.name + ".pre.onnx")  # a symlink there must not be written or unlinked
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -223,7 +226,9 @@ def _sha256(path: Path) -> str:
 
 
 def _write_sidecar(path: Path, doc: Mapping[str, Any]) -> Path:
-    side = path.with_name(path.name + ".json")
+    from nas_core.safety import confined
+
+    side = confined(path.parent, path.name + ".json")  # a symlink leading out of exports/ is refused
     side.write_text(json.dumps({"file": path.name, "sha256": _sha256(path), **doc}, indent=2, sort_keys=True,
                                default=str, allow_nan=True) + "\n")
     return side
@@ -245,7 +250,7 @@ def load_weights(path: Path, trial: int) -> dict[str, Any]:
 
 
 def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, registry: Any = None,
-                 quantize: str | None = None) -> ExportResult:
+                 quantize: str | None = None, code_options: Mapping[str, Any] | None = None) -> ExportResult:
     from nas_core import provenance
     from nas_core.plugins import Registry
     from nas_core.safety import confined
@@ -277,6 +282,11 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
                              "weights to export; train the architecture first")
         raise StoreError(f"trial {trial} has no saved weights at {weights}")
     registry = registry or Registry()
+    from nas_core.study import StudyConfig, check_stored_code
+
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    check_stored_code(StudyConfig.from_dict({k: v for k, v in cfg.items() if k in fields}), registry, code_options,
+                      f"nas export {study_dir}")
     _, entry = registry.space(cfg["space_key"])
     space = entry.space()
     if cfg.get("restrict"):

@@ -55,6 +55,7 @@ from nas_core.space import Architecture, restrict
 from nas_core.store import Store, TrialRecord, TrialState
 from nas_core.strategies import CORE_STRATEGIES
 from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
+from nas_core.safety import confined
 
 STORE_NAME = "study.db"
 
@@ -307,7 +308,7 @@ class Study:
         return self.store.path.parent / "trials"
 
     def _submit(self, number: int, arch: Architecture, fidelity: Mapping[str, Any]) -> None:
-        from nas_core.safety import confined
+
 
         attempt = self._attempts.setdefault(number, 0)
         staging = confined(self.store.path.parent, "trials", ".staging", f"{number:05d}-{os.getpid()}-{attempt}")
@@ -316,7 +317,7 @@ class Study:
                                  self.time_limit_s, str(staging)))
 
     def _settle_files(self, number: int, keep: bool) -> None:
-        from nas_core.safety import confined
+
 
         staging = self._staging.pop(number, None)
         if staging is None or not staging.exists():
@@ -348,7 +349,8 @@ class Study:
         if state is not None:
             self.strategy.load_state_dict(state)
         pending: dict[int, tuple[Architecture, dict[str, Any]]] = {}
-        shutil.rmtree(self._trials_dir / ".staging", ignore_errors=True)  # files of attempts a killed driver left
+        # files of attempts a killed driver left (confined: a symlinked trials/ or .staging is refused)
+        shutil.rmtree(confined(self.store.path.parent, "trials", ".staging"), ignore_errors=True)
         for t in self.store.trials([TrialState.RUNNING]):  # in flight when the driver died: run again
             pending[t.number] = (t.arch, dict(t.fidelity))
             self._attempts[t.number] = t.attempts  # infrastructure retries it already used
@@ -540,6 +542,13 @@ def study_id(config: StudyConfig, space_json: str) -> str:
 
 
 def _open_and_run(b: _Built, out_dir: Path, progress: Progress | None, budget: int | None) -> StudySummary:
+    from nas_core.lock import StudyLock
+
+    with StudyLock(out_dir):  # one driver per study; a second one is refused before it writes anything
+        return _locked_run(b, out_dir, progress, budget)
+
+
+def _locked_run(b: _Built, out_dir: Path, progress: Progress | None, budget: int | None) -> StudySummary:
     config = b.config
     sid = study_id(config, b.task.space.to_json())
     stored = {**config.to_dict(), "space_key": b.space_key, "target_key": b.target_key,
@@ -576,6 +585,32 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, registry: Registry | 
     return _open_and_run(build(config, registry), Path(out_dir), progress, None)
 
 
+def stored_code_references(config: StudyConfig, registry: Registry) -> dict[str, str]:
+    """Task options of a stored config that name code (``"module:attribute"`` in the task's ``code_options``)."""
+    _, entry = registry.space(config.space)
+    keys = getattr(entry.task, "code_options", ())
+    return {k: v for k, v in dict(config.task_options).items() if k in keys and isinstance(v, str) and ":" in v}
+
+
+def check_stored_code(config: StudyConfig, registry: Registry, given: Mapping[str, Any] | None, where: str) -> None:
+    """Refuse a stored study that names code unless the user gave the same option again (before any import).
+
+    A study directory may come from elsewhere; its store names data, never code that ``nas`` would import on
+    its own. ``given`` are the task options the user re-stated (``--option problem=my_module:my_problem``).
+    """
+    given = dict(given or {})
+    refs = stored_code_references(config, registry)
+    extra = sorted(set(given) - set(refs))
+    if extra:
+        raise ConfigError(f"{where}: --option only re-states a stored 'module:attribute' task option; the study "
+                          f"has none named {', '.join(extra)}" + (f" (it names {', '.join(refs)})" if refs else ""))
+    for key, value in refs.items():
+        if given.get(key) != value:
+            raise ConfigError(f"{where}: the stored study names code in task option {key}={value!r}; nas never "
+                              f"imports code a store names. If you trust it, give it yourself: --option "
+                              f"{key}={value}")
+
+
 def load_config(out_dir: str | Path) -> StudyConfig:
     path = Path(out_dir) / STORE_NAME
     if not Path(out_dir).is_dir():
@@ -590,17 +625,23 @@ def load_config(out_dir: str | Path) -> StudyConfig:
 
 
 def resume_study(out_dir: str | Path, *, budget: int | None = None, registry: Registry | None = None,
-                 progress: Progress | None = None, **operational: Any) -> StudySummary:
-    """Continue a killed (or finished) study; ``budget`` may raise its total budget."""
+                 progress: Progress | None = None, code_options: Mapping[str, Any] | None = None,
+                 **operational: Any) -> StudySummary:
+    """Continue a killed (or finished) study; ``budget`` may raise its total budget.
+
+    ``code_options`` re-state the stored task options that name code (see :func:`check_stored_code`); a
+    stored Ray address is used only when ``ray_address`` is given again.
+    """
     config = load_config(out_dir)
     bad = set(operational) - set(StudyConfig.OPERATIONAL)
     if bad:
         raise ConfigError(f"only {', '.join(StudyConfig.OPERATIONAL)} may change on resume, not {sorted(bad)}")
+    check_stored_code(config, registry or Registry(), code_options, f"nas resume {out_dir}")
     changes = {**operational, **({"budget": budget} if budget is not None else {})}
-    if changes.get("executor", "ray") != "ray" and "ray_address" not in changes:
-        changes["ray_address"] = None  # the stored cluster address only applies to the ray executor
+    if "ray_address" not in changes:
+        changes["ray_address"] = None  # a store never chooses the cluster a resume connects to
     config = dataclasses.replace(config, **changes)
-    b = build(config, registry)
+    b = build(config, registry)  # the study id is checked before any worker starts or anything is written
     store = Store.open(Path(out_dir) / STORE_NAME)
     try:
         if store.study_id != study_id(config, b.task.space.to_json()):

@@ -26,6 +26,9 @@ class Task(ABC):
     n_outputs: int | None = None
     #: keys of a target's ``[extra]`` table the task needs (key -> meaning); ``check_plugin`` checks every target
     target_keys: Mapping[str, str] = {}
+    #: task options whose ``"module:attribute"`` values name code the task imports. A study store never
+    #: makes ``nas`` import them: resuming or exporting such a study needs the user to give the option again
+    code_options: tuple[str, ...] = ()
 
     def __init__(self, space: SearchSpace, **options: Any):
         self.space = space

@@ -46,6 +46,8 @@ class PinnTask(Task):
     """Train and score PINN candidates of a :class:`~nas_pinn.space.PinnSpace` on one problem."""
 
     name = "pinn"
+    #: ``problem`` may be ``"module:attribute"`` of the user's own problem (never imported from a store)
+    code_options = ("problem",)
     OPTIONS = ("problem", "grid_n", "check_symmetry") + TrainConfig.names()
 
     def __init__(self, space: SearchSpace, **options: Any):

@@ -1,0 +1,194 @@
+"""A study directory nobody can corrupt or turn against its user: one driver at a time, no code named by a
+store, no write or delete outside the directory through symlinks."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
+import toy
+from nas_core.errors import ConfigError, StoreError
+from nas_core.lock import LOCK_NAME, StudyLock
+from nas_core.plugins import Plugin, Registry, SpaceEntry
+from nas_core.store import Store, TrialState
+from nas_core.study import StudyConfig, resume_study, run_study
+
+CFG = StudyConfig(space="toy/safe", budget=2, objectives=("score:max",))
+
+
+def reg(*extra):
+    return Registry([toy.toy_plugin(), *extra], discover=False)
+
+
+def _hold(path, ready, release):
+    with StudyLock(path):
+        ready.set()
+        release.wait(30)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the driver lock of tmp_path/study."""
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(str(tmp_path / "study"), ready, release))
+    p.start()
+    assert ready.wait(30)
+    yield p
+    release.set()
+    p.join(30)
+
+
+def test_a_second_driver_is_refused_naming_the_holder_and_writes_nothing(tmp_path, holder):
+    with pytest.raises(StoreError, match=rf"another nas process is driving .*pid {holder.pid} on .* since "):
+        run_study(CFG, tmp_path / "study", registry=reg())
+    assert sorted(os.listdir(tmp_path / "study")) == [LOCK_NAME]  # no store was created
+
+
+def test_a_resume_is_refused_while_a_run_holds_the_study_and_the_store_is_untouched(tmp_path):
+    out = tmp_path / "study"
+    run_study(CFG, out, registry=reg())
+    before = (out / "study.db").read_bytes()
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(str(out), ready, release))
+    p.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(StoreError, match="another nas process is driving"):
+            resume_study(out, budget=4, registry=reg())
+        assert (out / "study.db").read_bytes() == before
+        from nas_core.report import make_report
+
+        make_report(out)  # readers need no lock
+    finally:
+        release.set()
+        p.join(30)
+    assert resume_study(out, budget=4, registry=reg()).complete == 4  # the holder is gone: resume works
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(str(tmp_path / "study"), ready, release))
+    p.start()
+    assert ready.wait(30)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(30)
+    with StudyLock(tmp_path / "study"):  # the kernel released the dead holder's lock
+        pass
+
+
+def test_the_lock_file_is_never_followed_through_a_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(StoreError, match="symbolic link"):
+        run_study(CFG, tmp_path / "study", registry=reg())
+    assert victim.read_text() == "keep"
+
+
+# -- a store names data, never code ---------------------------------------------------------------
+
+BUILT: list[dict] = []
+
+
+class CodeTask(toy.ToyTask):
+    """A task whose ``hook`` option may name code (``module:attribute``), like the PINN task's ``problem``."""
+
+    code_options = ("hook",)
+
+    def __init__(self, space, **options):
+        BUILT.append(dict(options))
+        super().__init__(space, **options)
+
+
+def code_plugin():
+    return Plugin(name="code", version="1", spaces={"safe": SpaceEntry(toy.SafeToySpace, CodeTask)})
+
+
+def test_a_stored_code_reference_is_never_imported_on_resume_or_export(tmp_path):
+    from nas_core.export import export_trial
+
+    out = tmp_path / "study"
+    cfg = StudyConfig(space="code/safe", budget=1, objectives=("score:max",),
+                      task_options={"hook": "tempfile:mkdtemp"})
+    run_study(cfg, out, registry=reg(code_plugin()))  # the user's own command: accepted
+    before = (out / "study.db").read_bytes()
+    BUILT.clear()
+    with pytest.raises(ConfigError, match=r"names code in task option hook='tempfile:mkdtemp'.*--option "
+                                          r"hook=tempfile:mkdtemp"):
+        resume_study(out, budget=2, registry=reg(code_plugin()))
+    with pytest.raises(ConfigError, match="names code"):
+        export_trial(out, 1, "onnx", registry=reg(code_plugin()))
+    assert BUILT == []  # the task (which would resolve the reference) was never built
+    assert (out / "study.db").read_bytes() == before
+    with pytest.raises(ConfigError, match="only re-states"):
+        resume_study(out, budget=2, registry=reg(code_plugin()), code_options={"other": "x:y"})
+    # re-stated by the user: resumed
+    assert resume_study(out, budget=2, registry=reg(code_plugin()),
+                        code_options={"hook": "tempfile:mkdtemp"}).complete == 2
+
+
+def test_the_pinn_problem_option_is_a_code_option():
+    from nas_pinn.task import PinnTask
+
+    assert "problem" in PinnTask.code_options
+
+
+def test_a_stored_ray_address_is_not_used_unless_given_again(tmp_path, monkeypatch):
+    import nas_core.study as study_mod
+
+    out = tmp_path / "study"
+    run_study(CFG, out, registry=reg())
+    with Store.open(out / "study.db") as st:  # a received store that names a cluster
+        import json
+
+        st.set_meta("config", json.dumps({**st.config, "executor": "ray", "ray_address": "10.9.8.7:6379"}))
+    seen = []
+    real = study_mod.make_executor
+
+    def spy(kind, evaluator, workers, address=None):
+        seen.append((kind, address))
+        return real("inprocess", evaluator, 1)
+
+    monkeypatch.setattr(study_mod, "make_executor", spy)
+    resume_study(out, budget=3, registry=reg())
+    assert seen == [("ray", None)]
+    resume_study(out, budget=4, registry=reg(), ray_address="auto")
+    assert seen[-1] == ("ray", "auto")
+
+
+# -- symlinks out of the directory ----------------------------------------------------------------
+
+def test_an_export_sidecar_symlink_is_refused_and_the_outside_file_kept(tmp_path):
+    from nas_core.export import export_trial
+
+    out = tmp_path / "study"
+    run_study(CFG, out, registry=reg())
+    victim = tmp_path / "victim.json"
+    victim.write_text("keep me")
+    (out / "exports").mkdir()
+    (out / "exports" / "trial-00001.onnx.json").symlink_to(victim)
+    with pytest.raises(ConfigError, match="outside the study directory"):
+        export_trial(out, 1, "onnx", registry=reg())
+    assert victim.read_text() == "keep me"
+
+
+def test_a_symlinked_trials_dir_is_refused_before_anything_outside_is_deleted(tmp_path):
+    out = tmp_path / "study"
+    run_study(CFG, out, registry=reg())
+    outside = tmp_path / "outside"
+    (outside / ".staging" / "keep").mkdir(parents=True)
+    import shutil
+
+    shutil.rmtree(out / "trials")
+    (out / "trials").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="outside the study directory"):
+        resume_study(out, budget=3, registry=reg())
+    assert (outside / ".staging" / "keep").is_dir()
