@@ -563,7 +563,8 @@ def _locked_run(b: _Built, out_dir: Path, progress: Progress | None, budget: int
     if (out_dir / STORE_NAME).exists():  # refuse another study's store before starting any worker
         Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key, config=stored).close()
     # the executor first: a Ray that cannot be reached leaves no store behind
-    with make_executor(config.executor, Evaluator(b.task), config.workers, address=config.ray_address) as executor:
+    with make_executor(config.executor, Evaluator(b.task), config.workers, address=config.ray_address,
+                       time_limit_s=config.time_limit_s) as executor:
         store = Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key,
                              config=stored, provenance=record)
         try:

@@ -153,7 +153,7 @@ def test_a_stored_ray_address_is_not_used_unless_given_again(tmp_path, monkeypat
     seen = []
     real = study_mod.make_executor
 
-    def spy(kind, evaluator, workers, address=None):
+    def spy(kind, evaluator, workers, address=None, time_limit_s=None):
         seen.append((kind, address))
         return real("inprocess", evaluator, 1)
 
@@ -192,3 +192,22 @@ def test_a_symlinked_trials_dir_is_refused_before_anything_outside_is_deleted(tm
     with pytest.raises(ConfigError, match="outside the study directory"):
         resume_study(out, budget=3, registry=reg())
     assert (outside / ".staging" / "keep").is_dir()
+
+
+# -- time limits under the default executor -------------------------------------------------------
+
+def test_a_hung_trial_under_the_default_executor_ends_as_a_timeout(tmp_path, monkeypatch):
+    from nas_core.executors import ProcessExecutor
+
+    monkeypatch.setattr(ProcessExecutor, "grace_s", 0.5)
+    t0 = time.monotonic()
+    summary = run_study(StudyConfig(space="toy/only-hang", budget=6, strategy="random", seed=2,
+                                    objectives=("score:max",), time_limit_s=0.5, max_retries=0),
+                        tmp_path / "study", registry=reg())
+    assert time.monotonic() - t0 < 120  # each hang sleeps 600 s: they were killed
+    with Store.open(tmp_path / "study" / "study.db") as st:
+        trials = st.trials()
+    hung = [t for t in trials if t.arch["mode"] == "hang"]
+    assert hung and summary.complete + summary.failed == 6
+    for t in hung:
+        assert t.state == TrialState.FAILED and "time limit of 0.5 s exceeded; worker killed" in (t.error or "")
