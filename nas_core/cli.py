@@ -162,6 +162,10 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
         print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
               f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
               f"plot {out / 'pareto.png'}, model card {out / 'model_card.md'}")
+    if summary.complete == 0 and summary.failed > 0:
+        print(f"error: every evaluated trial failed ({summary.failed}); see the errors in {out / 'report.md'}",
+              file=sys.stderr)
+        return 4
     if summary.stopped_early:
         print(f"stopped early: {summary.stopped_early}", file=sys.stderr)
         return 0 if "wall-time budget" in summary.stopped_early else 3

@@ -520,7 +520,10 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
         from nas_core.estimators.zero_cost import ZeroCostTask, parse_proxies
 
         task = ZeroCostTask(task, parse_proxies(config.estimator.partition(":")[2]))
-    _plugin_call(f"space '{space_key}': bad task option in {opts!r}", task.estimator)
+    estimator = _plugin_call(f"space '{space_key}': bad task option in {opts!r}", task.estimator)
+    errors = estimator.fidelity_errors(dict(config.fidelity))
+    if errors:
+        raise ConfigError(f"space '{space_key}': {errors[0]}")
     target_key, target = (None, None)
     if config.target:
         target_key, target = registry.target(config.target)
@@ -530,6 +533,12 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
     sopts = dict(config.strategy_options)
     strategy = _plugin_call(f"strategy '{config.strategy}': bad option in {sopts!r}",
                             lambda: cls(space, objectives, seed=config.seed, **sopts))
+    key, budgets = getattr(strategy, "fidelity_key", None), getattr(strategy, "budgets", None)
+    if isinstance(key, str) and budgets:  # multi-fidelity strategies: every rung must be a usable fidelity
+        for b in budgets:
+            errors = estimator.fidelity_errors({**dict(config.fidelity), key: b})
+            if errors:
+                raise ConfigError(f"strategy '{config.strategy}' (fidelity_key={key!r}, budget {b!r}): {errors[0]}")
     validate_metrics(task, target, objectives, constraints)
     task.prepare()
     plugin = registry.plugins().get(space_key.split("/", 1)[0])

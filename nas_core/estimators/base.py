@@ -9,6 +9,7 @@ executor also kills a trial that overruns its limit).
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -44,3 +45,28 @@ class Estimator(ABC):
 
     def default_fidelity(self) -> dict[str, Any]:
         return {}
+
+    def fidelity_errors(self, fidelity: Mapping[str, Any]) -> list[str]:
+        """What is wrong with a fidelity (empty when it is usable), one sentence each.
+
+        The default checks names and types against :meth:`default_fidelity` (an estimator that declares no
+        fidelity accepts any); subclasses add ranges.
+        """
+        declared = self.default_fidelity()
+        if not declared:
+            return []
+        errors = []
+        for key, value in fidelity.items():
+            if key not in declared:
+                errors.append(f"unknown fidelity {key!r}; this estimator's fidelities are "
+                              f"{', '.join(sorted(declared))}")
+                continue
+            want = declared[key]
+            numeric = isinstance(want, (int, float)) and not isinstance(want, bool)
+            if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or not math.isfinite(float(value))):
+                errors.append(f"fidelity {key} must be a finite number, got {value!r}")
+            elif isinstance(want, int) and not isinstance(want, bool) and isinstance(value, float) \
+                    and not value.is_integer():
+                errors.append(f"fidelity {key} must be a whole number, got {value!r}")
+        return errors

@@ -304,6 +304,12 @@ class GroupedCVEstimator(TrainingEstimator):
     def default_fidelity(self) -> dict[str, Any]:
         return {**super().default_fidelity(), "folds": self.k}
 
+    def fidelity_errors(self, fidelity: Mapping[str, Any]) -> list[str]:
+        errors = super().fidelity_errors(fidelity)
+        if not errors and "folds" in fidelity and not 1 <= fidelity["folds"] <= self.k:
+            errors.append(f"fidelity folds must be in 1..{self.k} (the cv_folds), got {fidelity['folds']!r}")
+        return errors
+
     def grouped_dataset(self, ctx: EvalContext) -> GroupedData:
         """The grouped training split for this candidate (override when it depends on the architecture)."""
         if self._grouped is None:

@@ -118,6 +118,16 @@ class TrainingEstimator(Estimator):
     def default_fidelity(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "data_fraction": self.data_fraction}
 
+    def fidelity_errors(self, fidelity: Mapping[str, Any]) -> list[str]:
+        errors = super().fidelity_errors(fidelity)
+        if errors:
+            return errors
+        if "epochs" in fidelity and not fidelity["epochs"] >= 1:
+            errors.append(f"fidelity epochs must be >= 1, got {fidelity['epochs']!r}")
+        if "data_fraction" in fidelity and not 0 < fidelity["data_fraction"] <= 1:
+            errors.append(f"fidelity data_fraction must be in (0, 1], got {fidelity['data_fraction']!r}")
+        return errors
+
     def dataset(self, ctx: EvalContext) -> ClassificationData:
         """The data for this candidate (override when it depends on the architecture, e.g. its input rate)."""
         if self._cache is None:

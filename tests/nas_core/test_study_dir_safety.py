@@ -211,3 +211,51 @@ def test_a_hung_trial_under_the_default_executor_ends_as_a_timeout(tmp_path, mon
     assert hung and summary.complete + summary.failed == 6
     for t in hung:
         assert t.state == TrialState.FAILED and "time limit of 0.5 s exceeded; worker killed" in (t.error or "")
+
+
+# -- fidelities checked against what the estimator declares -----------------------------------------
+
+def test_fidelities_are_validated_against_the_estimator():
+    from nas_core.estimators.crossval import GroupedCVEstimator
+    from nas_core.estimators.lightning_trainer import TrainingEstimator
+
+    est = TrainingEstimator(lambda: None, epochs=3)
+    assert est.fidelity_errors({"epochs": 2, "data_fraction": 0.5}) == []
+    assert "unknown fidelity 'epoch'" in est.fidelity_errors({"epoch": 2})[0]
+    assert "finite number" in est.fidelity_errors({"epochs": "2"})[0]
+    assert "finite number" in est.fidelity_errors({"epochs": True})[0]
+    assert "whole number" in est.fidelity_errors({"epochs": 2.5})[0]
+    assert ">= 1" in est.fidelity_errors({"epochs": 0})[0]
+    assert "(0, 1]" in est.fidelity_errors({"data_fraction": 1.5})[0]
+    cv = GroupedCVEstimator(folds=3, epochs=2)
+    assert cv.fidelity_errors({"folds": 2}) == []
+    assert "1..3" in cv.fidelity_errors({"folds": 4})[0]
+
+
+def test_a_study_with_a_bad_fidelity_is_refused_before_it_starts(tmp_path):
+    from nas_core.examples.digits import plugin as digits_plugin
+
+    r = Registry([digits_plugin()], discover=False)
+    with pytest.raises(ConfigError, match="unknown fidelity 'epoch'"):
+        run_study(StudyConfig(space="digits/cnn", budget=1, fidelity={"epoch": 1}), tmp_path / "a", registry=r)
+    with pytest.raises(ConfigError, match=r"strategy 'hyperband' \(fidelity_key='data_fraction', budget 3\).*\(0, 1\]"):
+        run_study(StudyConfig(space="digits/cnn", budget=1, strategy="hyperband",
+                              strategy_options={"fidelity_key": "data_fraction", "budgets": [0.5, 1, 3]}),
+                  tmp_path / "b", registry=r)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+class AllRaiseSpace(toy.SafeToySpace):
+    MODES = ["raise"]
+
+
+def test_the_cli_exits_non_zero_when_every_trial_failed(tmp_path, capsys):
+    from nas_core.cli import _finish
+
+    out = tmp_path / "study"
+    p = Plugin(name="bad", version="1", spaces={"raise": SpaceEntry(AllRaiseSpace, toy.ToyTask)})
+    summary = run_study(StudyConfig(space="bad/raise", budget=3, strategy="random", objectives=("score:max",)), out,
+                        registry=reg(p))
+    assert summary.complete == 0 and summary.failed == 3
+    assert _finish(summary, out, quiet=True) == 4
+    assert "every evaluated trial failed (3)" in capsys.readouterr().err
