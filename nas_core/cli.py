@@ -54,10 +54,18 @@ def _kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
+#: largest config or space file read (bytes): a real space definition is a few kB
+MAX_INPUT_BYTES = 1 << 20
+
+
 def _read_text(p: Path, what: str) -> str:
     if not p.is_file():
         raise ConfigError(f"{what} {p} does not exist")
     try:
+        size = p.stat().st_size
+        if size > MAX_INPUT_BYTES:
+            raise ConfigError(f"{what} {p} is {size:,} bytes; files over {MAX_INPUT_BYTES:,} bytes are refused "
+                              "(a space definition is a few kB)")
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {p} is not a UTF-8 text file") from None
@@ -74,6 +82,9 @@ def _read_yaml(path: str, what: str = "config file") -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{what} {p} holds a value that cannot be read ({type(exc).__name__}: "
+                          f"{str(exc)[:120]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -89,8 +100,8 @@ def _read_definition(path: str) -> dict[str, Any]:
         text = _read_text(p, "space file")
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise ConfigError(f"space file {p} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer too long to convert
+            raise ConfigError(f"space file {p} is not valid JSON: {str(exc)[:200]}") from None
     else:
         data = _read_yaml(path, "space file")
     if not isinstance(data, dict):
@@ -208,7 +219,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from nas_core.study import StudyConfig, run_study
 
     cfg: dict[str, Any] = _read_yaml(args.config) if args.config else {}
-    out = args.out or cfg.pop("out", None)
+    out = args.out if args.out is not None else cfg.pop("out", None)
     cfg.pop("out", None)
     if out is not None and (not isinstance(out, str) or not out.strip() or "\x00" in out):
         raise ConfigError(f"out must be a directory path, got {out!r}")
@@ -224,6 +235,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg["constraints"] = list(cfg.get("constraints", [])) + list(args.constraint)
     task_flags = _task_flags(args.extra)
     if args.option or task_flags:
+        if not isinstance(cfg.get("task_options", {}), dict):
+            raise ConfigError(f"task_options in {args.config} must be a mapping of option: value, got "
+                              f"{type(cfg['task_options']).__name__}")
         cfg["task_options"] = {**cfg.get("task_options", {}), **_kv(args.option, "--option"), **task_flags}
     if args.strategy_option:
         cfg["strategy_options"] = {**cfg.get("strategy_options", {}), **_kv(args.strategy_option, "--strategy-option")}

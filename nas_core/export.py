@@ -241,9 +241,14 @@ def load_weights(path: Path, trial: int) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, truncated file, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StoreError(f"weights of trial {trial} at {path} cannot be loaded safely (torch.load with "
-                         f"weights_only=True refused them: {type(exc).__name__}: {first[:200]})") from None
+        # PyTorch's message suggests weights_only=False; that would run the file's code, so it is not repeated
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        what = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), None)
+        if what is None and lines and "weights_only" not in lines[0]:
+            what = lines[0]
+        raise StoreError(f"weights of trial {trial} at {path} are refused: they hold something other than tensors "
+                         f"or are damaged ({type(exc).__name__}{': ' + what[:200] if what else ''}); never load "
+                         "such a file with pickle or weights_only=False, it can run code") from None
     if not isinstance(state, Mapping):
         raise StoreError(f"weights of trial {trial} at {path} are not a state dict (got {type(state).__name__})")
     return dict(state)

@@ -281,8 +281,9 @@ class Store:
             raise ValueError(f"finish_trial needs a finished state, got {state}")
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE trials SET state = ?, metrics = ?, error = ?, duration_s = ?, finished = ?, attempts = attempts + 1 "
-                "WHERE number = ? AND state = ?",
+                # a trial that completes after a retried attempt keeps that attempt's error as its history
+                "UPDATE trials SET state = ?, metrics = ?, error = COALESCE(?, error), duration_s = ?, finished = ?, "
+                "attempts = attempts + 1 WHERE number = ? AND state = ?",
                 (state.value, _dumps(dict(metrics or {})), error, duration_s, time.time(), number, TrialState.RUNNING.value))
             if cur.rowcount != 1:
                 raise StoreError(f"trial {number} is not running; it cannot be finished twice")

@@ -146,3 +146,23 @@ def test_malformed_space_definition_corrupt_and_foreign_stores(tmp_path):
 def test_verbose_shows_the_traceback(tmp_path):
     r = nas("run", "digits/nope", "--verbose")
     assert r.returncode == 2 and "Traceback" in r.stderr and "unknown space" in r.stderr
+
+
+def test_bad_config_files_are_one_clear_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("space: digits/cnn\ntask_options: [1, 2]\n")
+    r = nas("run", "--config", str(cfg), "--option", "epochs=1", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "task_options in" in r.stderr and "must be a mapping" in r.stderr
+    assert "Traceback" not in r.stderr
+    long_int = tmp_path / "long.json"
+    long_int.write_text('{"dimensions": [{"type": "integer", "name": "w", "low": 1, "high": ' + "9" * 5000 + "}]}")
+    r = nas("run", "digits/cnn", "--space-file", str(long_int), "--out", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr) < 1000
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"dimensions": [{"type": "categorical", "name": "c", "choices": [' +
+                    ",".join(str(i) for i in range(300_000)) + "]}]}")
+    r = nas("run", "digits/cnn", "--space-file", str(huge), "--out", str(tmp_path / "o3"))
+    assert r.returncode == 2 and "bytes are refused" in r.stderr and len(r.stderr) < 1000
+    r = nas("run", "digits/cnn", "--out", "")
+    assert r.returncode == 2 and "out must be a directory path" in r.stderr

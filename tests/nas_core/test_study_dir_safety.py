@@ -259,3 +259,30 @@ def test_the_cli_exits_non_zero_when_every_trial_failed(tmp_path, capsys):
     assert summary.complete == 0 and summary.failed == 3
     assert _finish(summary, out, quiet=True) == 4
     assert "every evaluated trial failed (3)" in capsys.readouterr().err
+
+
+def test_a_retried_trial_that_completes_keeps_the_first_attempts_error(tmp_path):
+    from nas_core.space import Architecture
+
+    with Store.create(tmp_path / "study.db", study_id="x", study_name="x", config={}) as st:
+        n = st.add_trial(Architecture({"a": 1}), state=TrialState.RUNNING, seed=0)
+        st.note_retry(n, "attempt 1 failed (died): worker process died from SIGKILL")
+        st.finish_trial(n, state=TrialState.COMPLETE, metrics={"score": 1.0})
+        assert "SIGKILL" in st.trial(n).error and st.trial(n).state == TrialState.COMPLETE
+
+
+def test_the_refusal_of_a_checkpoint_holding_code_does_not_repeat_the_unsafe_advice(tmp_path):
+    import torch
+
+    from nas_core.export import load_weights
+
+    class Evil:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    p = tmp_path / "model.pt"
+    torch.save({"w": Evil()}, p)
+    with pytest.raises(StoreError) as info:
+        load_weights(p, 1)
+    msg = str(info.value)
+    assert "never load such a file" in msg and "will likely succeed" not in msg and "getcwd" in msg
