@@ -111,11 +111,16 @@ class Store:
 
     # -- opening ----------------------------------------------------------------
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, *, pragmas: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        if pragmas:
+            Store._pragmas(conn)
         return conn
+
+    @staticmethod
+    def _pragmas(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")  # a write for a store not yet in WAL mode: only after the checks
+        conn.execute("PRAGMA synchronous=FULL")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "Store":
@@ -123,14 +128,26 @@ class Store:
         p = Path(path)
         if not p.is_file():
             raise StoreError(f"no study store at {p}")
+        # every check reads only: a refused file is left byte-identical. (The file is never opened outside
+        # SQLite: closing any descriptor of it would drop this process's SQLite locks on it.)
+        if p.stat().st_size == 0:
+            raise StoreError(f"study store {p} is an empty file, not a study store")
+        conn = None
         try:
-            conn = cls._connect(p)
+            conn = cls._connect(p, pragmas=False)
+            # a store already in WAL mode takes the pragmas without a write; any other SQLite file gets them
+            # only after every check has passed
+            wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+            if wal:
+                cls._pragmas(conn)
             check = conn.execute("PRAGMA quick_check").fetchone()
             if not check or check[0] != "ok":
                 raise sqlite3.DatabaseError(str(check))
             rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             conn.execute("SELECT number FROM trials LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(f"study store {p} is corrupt or not a study store ({exc})") from None
         version = rows.get("schema_version")
         if version is None or "study_id" not in rows:
@@ -143,7 +160,28 @@ class Store:
             raise StoreError(f"study store {p} has schema version {version} (written by nas_core {writer}); "
                              f"this nas_core {__version__} reads schema version {SCHEMA_VERSION}; open it with the "
                              "nas_core version that wrote it")
-        return cls(p, conn)
+        store = cls(p, conn)
+        try:
+            store._check_rows()
+            for key in ("config", "runs", "provenance"):
+                store._json_meta(key, "{}")
+        except StoreError:
+            conn.close()
+            raise
+        if not wal:
+            cls._pragmas(conn)
+        return store
+
+    def _check_rows(self) -> None:
+        """Decode every trial row and the strategy state (JSON only), refusing the store at the first bad one."""
+        for row in self._conn.execute(f"SELECT {self._COLUMNS} FROM trials"):
+            self._record(row)
+        row = self._conn.execute("SELECT state FROM strategy WHERE id = 1").fetchone()
+        if row is not None:
+            try:
+                json.loads(row[0])
+            except (ValueError, TypeError) as exc:
+                raise StoreError(f"study store {self.path}: the strategy state is corrupt ({exc})") from None
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, study_id: str, study_name: str, config: Mapping[str, Any],

@@ -286,3 +286,37 @@ def test_the_refusal_of_a_checkpoint_holding_code_does_not_repeat_the_unsafe_adv
         load_weights(p, 1)
     msg = str(info.value)
     assert "never load such a file" in msg and "will likely succeed" not in msg and "getcwd" in msg
+
+
+# -- broken stores are refused before anything is written --------------------------------------------
+
+def _bytes(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and p.name != LOCK_NAME}
+
+
+@pytest.mark.parametrize("damage", ["empty", "bad-state", "bad-json", "bad-strategy"])
+def test_a_broken_store_is_refused_and_left_byte_identical(tmp_path, damage):
+    import sqlite3
+
+    out = tmp_path / "study"
+    run_study(CFG, out, registry=reg())
+    db = out / "study.db"
+    if damage == "empty":
+        for p in out.glob("study.db*"):
+            p.unlink()
+        db.write_bytes(b"")
+    else:
+        with sqlite3.connect(db) as c:
+            c.execute("PRAGMA journal_mode=DELETE")
+            if damage == "bad-state":
+                c.execute("UPDATE trials SET state = 'zombie' WHERE number = 1")
+            elif damage == "bad-json":
+                c.execute("UPDATE trials SET metrics = '{not json' WHERE number = 2")
+            else:
+                c.execute("UPDATE strategy SET state = '[[['")
+    before = _bytes(out)
+    with pytest.raises(StoreError, match="empty file|corrupt"):
+        resume_study(out, budget=4, registry=reg())
+    with pytest.raises(StoreError, match="empty file|corrupt"):
+        run_study(CFG, out, registry=reg())
+    assert _bytes(out) == before
