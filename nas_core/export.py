@@ -243,7 +243,10 @@ def load_weights(path: Path, trial: int) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, truncated file, ...
         # PyTorch's message suggests weights_only=False; that would run the file's code, so it is not repeated
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        what = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), None)
+        import re
+
+        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL [\w.]+", str(exc))
+        what = f"it names {found.group(0).split('GLOBAL ')[1]}" if found else None
         if what is None and lines and "weights_only" not in lines[0]:
             what = lines[0]
         raise StoreError(f"weights of trial {trial} at {path} are refused: they hold something other than tensors "
