@@ -248,7 +248,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if "space" not in cfg:
         raise ConfigError("nas run: give a space (e.g. 'nas run digits/cnn') or 'space:' in the --config file")
     config = StudyConfig.from_dict(cfg)
-    out_dir = Path(out) if out else Path("runs") / f"{config.space.replace('/', '-')}-{config.strategy}-seed{config.seed}"
+    out_dir = Path(out) if out else Path("runs") / (f"{config.space.replace('/', '-')}-"
+                                                    f"{config.strategy.replace('/', '-')}-seed{config.seed}")
     bar = _Bar(args.quiet, args.verbose)
     summary = run_study(config, out_dir, progress=bar)
     return _finish(summary, out_dir, args.quiet)
@@ -302,7 +303,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             print(f"accuracy on the task's validation data: PyTorch {res.accuracy['pytorch']:.4f}, "
                   f"exported {res.accuracy['exported']:.4f}")
         elif res.quantization is None:
-            print("accuracy of the exported model: not measured (the task offers no validation data)")
+            print("accuracy of the exported model: not measured (add --quantize int8 to measure it on the task's "
+                  "validation data)")
         q = res.quantization
         if q is not None:
             where = (f"{q['max_abs_diff_validation']:.3g} on validation inputs, "

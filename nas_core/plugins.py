@@ -71,6 +71,21 @@ def _validate(plugin: Any, origin: str) -> "Plugin":
     return plugin
 
 
+def _plugin_frame(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost traceback frame outside the Python runtime and importlib (the plugin's
+    own code, usually), or None."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    skip = ("importlib", "<frozen")
+    for fr in reversed(frames):
+        if not any(s in fr.filename for s in skip) and not fr.filename.endswith("nas_core/plugins.py"):
+            return f"{fr.filename}:{fr.lineno}"
+    return None
+
+
 class Registry:
     """Plugins by name and their spaces, targets and strategies by qualified key."""
 
@@ -114,7 +129,9 @@ class Registry:
                 self._broken[ep.name] = str(exc)
                 continue
             except Exception as exc:  # noqa: BLE001
-                self._broken[ep.name] = f"plugin {origin} failed to import: {type(exc).__name__}: {exc}"
+                where = _plugin_frame(exc)
+                self._broken[ep.name] = (f"plugin {origin} failed to import: {type(exc).__name__}: {exc}"
+                                         + (f" (at {where})" if where else ""))
                 continue
             self.register(plugin, origin=origin)
 
@@ -162,6 +179,16 @@ class Registry:
         return self._lookup("spaces", key, allow_short=True)
 
     def target(self, key: str) -> tuple[str, Any]:
+        """``plugin/target`` (or the short name), or the path of a target TOML file (``./board.toml``)."""
+        if isinstance(key, str) and key.endswith(".toml"):
+            from pathlib import Path
+
+            from nas_core.hardware.target import load_target
+
+            path = Path(key).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"target file {key} does not exist")
+            return f"file:{path.resolve()}", load_target(path)
         qualified, factory = self._lookup("targets", key, allow_short=True)
         return qualified, factory()
 

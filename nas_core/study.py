@@ -427,7 +427,14 @@ class Study:
             self.progress.trial(self.store.trial(number), self._best_text())
             return None, True
         reasons = [r for r in (c.violation(static) for c in self.constraints) if r]
-        reasons += list(self.task.rejections(arch, static, target=self.target))
+        try:
+            reasons += list(self.task.rejections(arch, static, target=self.target))
+        except Exception as exc:  # noqa: BLE001 - a bug in plugin code stops the study with one clear line
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(f"the task of space '{self.space.name}' ({type(self.task).__module__}."
+                              f"{type(self.task).__name__}) raised {type(exc).__name__} in rejections() on "
+                              f"{arch.to_json()[:200]}: {first}; fix the plugin (nas_core.testing.check_plugin "
+                              "finds this)") from exc
         if reasons:
             self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint, dict(fidelity)))
             self.store.add_trial(arch, state=TrialState.REJECTED, seed=trial_seed(self.seed, number_hint),
@@ -527,6 +534,11 @@ def build(config: StudyConfig, registry: Registry | None = None) -> _Built:
     target_key, target = (None, None)
     if config.target:
         target_key, target = registry.target(config.target)
+        missing = [k for k in getattr(task, "target_keys", {}) if k not in (target.extra or {})]
+        if missing:
+            raise ConfigError(f"target '{target_key}' lacks " + ", ".join(
+                f"extra.{k} ({task.target_keys[k]})" for k in missing) + f" that space '{space_key}' needs; add "
+                "it to the [extra] table of the target file, or choose one of that plugin's targets")
     objectives = [Objective.parse(o) for o in config.objectives] or task.default_objectives()
     constraints = [Constraint.parse(c) for c in config.constraints] + list(task.default_constraints(target))
     cls = _strategy_class(config.strategy, registry)

@@ -84,3 +84,21 @@ class Task(ABC):
 
     def describe(self) -> Mapping[str, Any]:
         return {"task": self.name, "options": self.options}
+
+    # -- optional hooks read by the model card and by export (None: the core's default) --------------
+    def intended_use(self) -> str | None:
+        """What the searched models are for, quoted by the model card (None: a generic text)."""
+        return None
+
+    def limitations(self) -> list[str] | None:
+        """Known limitations of the task's data or metrics, added to the model card."""
+        return None
+
+    def validation_data(self, arch: Architecture) -> tuple[Any, Any] | None:
+        """``(x, y)`` held-out inputs and integer labels for ``arch`` (``nas export --quantize``'s accuracy
+        check); None: the estimator's validation split when it has one."""
+        return None
+
+    def calibration_data(self, arch: Architecture) -> Any | None:
+        """Training inputs (a few hundred) to calibrate int8 quantization; None: drawn from the estimator."""
+        return None
