@@ -21,7 +21,7 @@ from nas_core.errors import StoreError
 from nas_core.pareto import hypervolume, pareto_front
 from nas_core.plugins import Registry
 from nas_core.store import Store, TrialRecord, TrialState
-from nas_core.strategies.base import Objective
+from nas_core.values import Objective
 
 def _objectives(store: Store) -> list[Objective]:
     names = store.config.get("objectives_resolved") or store.config.get("objectives") or []

@@ -23,7 +23,6 @@ between. Only the study's driver process writes; workers return results to it.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import sqlite3
@@ -35,19 +34,9 @@ from typing import Any, Iterable, Mapping, cast
 
 from nas_core.errors import StoreError
 from nas_core.space import Architecture
+from nas_core.values import TrialState as TrialState  # re-exported: its home is nas_core.values
 
 SCHEMA_VERSION = 1
-
-
-class TrialState(str, enum.Enum):
-    RUNNING = "running"      # asked and submitted; re-run on resume if the driver died
-    COMPLETE = "complete"
-    FAILED = "failed"        # raised, NaN loss, timed out or its worker died
-    REJECTED = "rejected"    # violated a hard constraint; never trained
-
-    @property
-    def finished(self) -> bool:
-        return self in (TrialState.COMPLETE, TrialState.FAILED)
 
 
 @dataclass(frozen=True)

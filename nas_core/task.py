@@ -15,7 +15,7 @@ from nas_core.constraints import Constraint
 from nas_core.estimators.base import Estimator
 from nas_core.hardware import HardwareTarget, measure_costs
 from nas_core.space import Architecture, SearchSpace
-from nas_core.strategies.base import Objective
+from nas_core.values import Objective
 
 
 class Task(ABC):

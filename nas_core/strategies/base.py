@@ -21,73 +21,18 @@ Results carry the trial state, so a strategy can tell a rejected candidate
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.store import TrialState
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A named metric and whether it is minimised or maximised."""
-
-    name: str
-    direction: str = "max"
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("min", "max"):
-            raise ConfigError(f"objective '{self.name}': direction must be 'min' or 'max', got {self.direction!r}")
-        if not self.name:
-            raise ConfigError("an objective needs a metric name")
-
-    @classmethod
-    def parse(cls, text: str) -> "Objective":
-        """``"accuracy:max"`` or ``"macs:min"``."""
-        if not isinstance(text, str) or text.count(":") != 1:
-            raise ConfigError(f"objective {text!r} must look like 'metric:max' or 'metric:min'")
-        name, direction = (t.strip() for t in text.split(":"))
-        return cls(name, direction)
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.direction}"
-
-    def score(self, metrics: Mapping[str, float]) -> float:
-        """The metric signed so that larger is better (``-inf`` when missing or NaN)."""
-        v = metrics.get(self.name)
-        if v is None or not isinstance(v, (int, float)) or math.isnan(v):
-            return -math.inf
-        return float(v) if self.direction == "max" else -float(v)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """An architecture to evaluate at a given fidelity (multi-fidelity strategies return these from ``ask``).
-
-    The fidelity is merged over the study's own, e.g. ``Proposal(arch, {"epochs": 2})``.
-    """
-
-    arch: Architecture
-    fidelity: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What a strategy is told about one proposal."""
-
-    state: TrialState
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    number: int | None = None
-    fidelity: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.state == TrialState.COMPLETE
+# the value types live in nas_core.values (the bottom layer); re-exported here for existing imports
+from nas_core.values import Objective as Objective
+from nas_core.values import Proposal as Proposal
+from nas_core.values import TrialResult as TrialResult
+from nas_core.values import TrialState as TrialState
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

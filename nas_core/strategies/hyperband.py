@@ -41,7 +41,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.store import TrialState
+from nas_core.values import TrialState
 from nas_core.strategies._decisions import DecisionSpace
 from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
 from nas_core.strategies.generative import ParzenModel, choice_counts
