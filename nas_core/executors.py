@@ -13,7 +13,7 @@ study's driver writes the store, so workers never contend for it.
   overruns its time limit (plus a grace period for the cooperative check) has its
   worker killed and fails with the cause. Workers exit on their own when the
   driver dies (even by ``SIGKILL``), so a resumed study never races an orphan.
-* :class:`~nas_core.ray_executor.RayExecutor` (``make_executor("ray", ...)``) does
+* :class:`~nas_core.ray_executor.RayExecutor` (``nas_core.executor_factory.make_executor("ray", ...)``) does
   the same with Ray actors, on a local Ray or an existing cluster.
 
 Every failed :class:`JobResult` carries a ``kind``: ``"error"`` (the candidate
@@ -107,6 +107,17 @@ class Evaluator:
                 text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
             kind = "timeout" if isinstance(exc, TrialTimeout) else "error"
             return JobResult(job.number, False, {}, text.strip(), time.monotonic() - t0, kind)
+
+
+def overdue(job: Job, started: float, now: float, grace_s: float) -> bool:
+    """True when a job has run past its per-trial time limit plus the grace period (its worker is killed)."""
+    return bool(job.time_limit_s) and now > started + float(job.time_limit_s or 0) + grace_s
+
+
+def timeout_result(job: Job, started: float, now: float) -> JobResult:
+    """The result of a job whose worker was killed for running past its time limit."""
+    return JobResult(job.number, False, {}, f"TrialTimeout: per-trial time limit of {job.time_limit_s:g} s "
+                     "exceeded; worker killed", now - started, "timeout")
 
 
 class Executor(ABC):
@@ -332,10 +343,8 @@ class ProcessExecutor(Executor):
                                              now - w.started, "died"))
                     w.job = None
                     self._replace(w)
-                elif job.time_limit_s and now > w.started + job.time_limit_s + self.grace_s:
-                    results.append(JobResult(job.number, False, {},
-                                             f"TrialTimeout: per-trial time limit of {job.time_limit_s:g} s exceeded; "
-                                             "worker killed", now - w.started, "timeout"))
+                elif overdue(job, w.started, now, self.grace_s):
+                    results.append(timeout_result(job, w.started, now))
                     w.job = None
                     self._replace(w)
             self._dispatch()
@@ -357,31 +366,3 @@ class ProcessExecutor(Executor):
 
 
 EXECUTORS = ("inprocess", "process", "ray")
-
-
-def make_executor(name: str, evaluator: Evaluator, workers: int = 1, *, address: str | None = None,
-                  time_limit_s: float | None = None) -> Executor:
-    """``inprocess``, ``process`` (``workers`` processes) or ``ray`` (``workers`` Ray actors; ``address`` of an
-    existing cluster, else a local Ray is started on demand).
-
-    A per-trial ``time_limit_s`` with ``inprocess`` runs each trial in one killable child process instead
-    (same results, one trial at a time): a trial that ignores its deadline cannot be stopped inside the
-    driver's own process, so it is killed there and recorded as failed with kind ``timeout``.
-    """
-    if address is not None and name != "ray":
-        raise ConfigError(f"a Ray address ({address!r}) needs the ray executor (--executor ray), not '{name}'")
-    if name == "inprocess" and time_limit_s:
-        import logging
-
-        logging.getLogger(__name__).info("per-trial time limit %g s: each trial runs in a killable child process",
-                                         time_limit_s)
-        return ProcessExecutor(evaluator, 1)
-    if name == "inprocess":
-        return InProcessExecutor(evaluator)
-    if name == "process":
-        return ProcessExecutor(evaluator, workers)
-    if name == "ray":
-        from nas_core.ray_executor import RayExecutor
-
-        return RayExecutor(evaluator, workers, address=address)
-    raise ConfigError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ConfigError
-from nas_core.executors import Evaluator, Executor, Job, JobResult
+from nas_core.executors import Evaluator, Executor, Job, JobResult, overdue, timeout_result
 
 #: largest total size of the files one trial may ship back to the driver
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
@@ -300,10 +300,8 @@ class RayExecutor(Executor):
                         results.append(JobResult(job.number, False, {}, death_cause(exc), now - slot.started, "died"))
                         slot.job, slot.ref = None, None
                         self._replace(slot)
-                elif job.time_limit_s and now > slot.started + job.time_limit_s + self.grace_s:
-                    results.append(JobResult(job.number, False, {},
-                                             f"TrialTimeout: per-trial time limit of {job.time_limit_s:g} s exceeded; "
-                                             "worker killed", now - slot.started, "timeout"))
+                elif overdue(job, slot.started, now, self.grace_s):
+                    results.append(timeout_result(job, slot.started, now))
                     slot.job, slot.ref = None, None
                     self._replace(slot)
             self._check_ready(done_set)

@@ -48,7 +48,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nas_core.constraints import Constraint
 from nas_core.errors import ConfigError, StoreError
-from nas_core.executors import EXECUTORS, FAILURE_KINDS, Evaluator, Executor, Job, JobResult, make_executor
+from nas_core.executor_factory import make_executor
+from nas_core.executors import EXECUTORS, FAILURE_KINDS, Evaluator, Executor, Job, JobResult
 from nas_core.hardware import HardwareTarget
 from nas_core.plugins import Registry
 from nas_core.space import Architecture, restrict

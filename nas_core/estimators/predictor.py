@@ -193,13 +193,3 @@ class PredictorEstimator(Estimator):
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         mean, std = self.predictor.predict([ctx.arch])
         return {self.name: float(mean[0]), f"{self.name}_std": float(std[0])}
-
-
-def __getattr__(name: str) -> Any:
-    # the predictor-guided strategy lives with the strategies (nas_core.strategies.predictor_guided);
-    # imported lazily here because the strategies package imports this module
-    if name == "PredictorGuided":
-        from nas_core.strategies.predictor_guided import PredictorGuided
-
-        return PredictorGuided
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
