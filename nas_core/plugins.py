@@ -15,6 +15,7 @@ or two entries with the same qualified key, are an error.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,6 +44,9 @@ class Plugin:
     spaces: Mapping[str, SpaceEntry] = field(default_factory=dict)
     targets: Mapping[str, Callable[[], Any]] = field(default_factory=dict)   # () -> HardwareTarget
     strategies: Mapping[str, Callable[..., Any]] = field(default_factory=dict)  # Strategy classes
+    #: a folder of target TOML files, each found by its file name (``targets/nrf52840.toml`` -> ``nrf52840``);
+    #: the registry scans it, so a new target is one file. Keys also in ``targets`` are an error.
+    targets_dir: str | os.PathLike[str] | None = None
     #: optional (store, pareto_records) -> Markdown section added to the study report
     report_section: Callable[..., str] | None = None
 
@@ -57,6 +61,11 @@ def _validate(plugin: Any, origin: str) -> "Plugin":
         raise ConfigError(f"plugin {origin}: expected a nas_core.plugins.Plugin, got {type(plugin).__name__}")
     if not _NAME.match(plugin.name or ""):
         raise ConfigError(f"plugin {origin}: name {plugin.name!r} must be lower-case letters, digits, '-', '_' or '.'")
+    checked: Plugin = _with_scanned_targets(plugin) if plugin.targets_dir is not None else plugin
+    return _validate_entries(checked)
+
+
+def _validate_entries(plugin: Plugin) -> Plugin:
     for kind in ("spaces", "targets", "strategies"):
         entries = getattr(plugin, kind)
         if not isinstance(entries, Mapping):
@@ -69,6 +78,30 @@ def _validate(plugin: Any, origin: str) -> "Plugin":
             if kind != "spaces" and not callable(value):
                 raise ConfigError(f"plugin '{plugin.name}': {kind[:-1]} '{key}' is not callable")
     return plugin
+
+
+def _with_scanned_targets(plugin: "Plugin") -> "Plugin":
+    """The plugin with one target per ``*.toml`` file of its ``targets_dir`` added to ``targets``."""
+    import dataclasses
+    from functools import partial
+    from pathlib import Path
+
+    folder = Path(plugin.targets_dir or "")
+    if not folder.is_dir():
+        raise ConfigError(f"plugin '{plugin.name}': targets_dir {folder} is not a directory")
+    targets = dict(plugin.targets)
+    for path in sorted(folder.glob("*.toml")):
+        if path.stem in targets:
+            raise ConfigError(f"plugin '{plugin.name}': target '{path.stem}' is given twice, by targets['{path.stem}'] "
+                              f"and by the file {path}; keep one")
+        targets[path.stem] = partial(_load_target_file, path)
+    return dataclasses.replace(plugin, targets=targets, targets_dir=None)
+
+
+def _load_target_file(path: Any) -> Any:
+    from nas_core.hardware.target import load_target
+
+    return load_target(path)
 
 
 def _plugin_frame(exc: BaseException) -> str | None:

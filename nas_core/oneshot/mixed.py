@@ -314,6 +314,12 @@ def register_mixed_support(space_type: type, factory: Callable[..., MixedOpSuppo
     """Declare mixed-op support for ``space_type`` (and subclasses): ``factory(space, **options)``."""
     if not isinstance(space_type, type) or not issubclass(space_type, SearchSpace):
         raise ConfigError(f"register_mixed_support: {space_type!r} is not a SearchSpace subclass")
+    known = _REGISTRY.get(space_type)
+    if known is not None and known is not factory:
+        raise ConfigError(f"register_mixed_support: {space_type.__qualname__} already has mixed-op support from "
+                          f"{getattr(known, '__module__', '?')}.{getattr(known, '__qualname__', known)}; "
+                          f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)} would "
+                          "replace it (register each space once)")
     _REGISTRY[space_type] = factory
 
 

@@ -1,24 +1,17 @@
 """The ECG plugin: hardware-aware search for arrhythmia beat classifiers on MIT-BIH.
 
-Registered as ``ecg`` under the ``nas_core.plugins`` entry point: space
-``ecg/compound-cnn``, targets ``ecg/nrf52840``, ``ecg/stm32l4``, ``ecg/apollo4``,
-``ecg/max78000``, and a clinical section for study reports.
+Registered as ``ecg`` under the ``nas_core.plugins`` entry point: spaces
+``ecg/efficient-cnn`` and ``ecg/compound-cnn``, one target per file of
+``targets/`` (``ecg/nrf52840``, ``ecg/stm32l4``, ``ecg/apollo4``, ``ecg/max78000``;
+a new target is a new TOML file there), and a clinical section for study reports.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from nas_core.plugins import Plugin, SpaceEntry
-
-
-def _target(name: str):
-    def load():
-        from nas_ecg.budget import load_ecg_target
-
-        return load_ecg_target(name)
-
-    return load
 
 
 def clinical_section(store, front: Sequence) -> str:
@@ -58,6 +51,6 @@ def plugin() -> Plugin:
                 "compound-cnn": SpaceEntry(CompoundECGSpace, ECGTask,
                                            "free compound scaling (alpha, beta, gamma searched per candidate), any "
                                            "integer rate + RR features")},
-        targets={name: _target(name) for name in ("nrf52840", "stm32l4", "apollo4", "max78000")},
+        targets_dir=str(Path(__file__).resolve().parent / "targets"),  # one target per file: targets/<key>.toml
         report_section=clinical_section,
     )

@@ -81,3 +81,41 @@ def test_a_plugin_that_fails_to_import_names_its_own_file_and_line(tmp_path):
                        timeout=120)
     assert "ZeroDivisionError" in r.stdout + r.stderr
     assert f"{site / 'broken_plugin' / '__init__.py'}:6" in r.stdout + r.stderr
+
+
+def test_targets_are_found_by_scanning_the_plugins_targets_folder(tmp_path):
+    from nas_core.hardware.target import builtin_target_names, load_builtin_target
+
+    src = load_builtin_target(builtin_target_names()[0])
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    (folder / "m0plus.toml").write_text("\n".join([
+        'name = "m0plus"', 'description = "board"', f"clock_hz = {src.clock_hz}", f"sram_bytes = {src.sram_bytes}",
+        f"flash_bytes = {src.flash_bytes}", f"cycles_per_mac = {src.cycles_per_mac}", 'sources = ["ds"]']) + "\n")
+    p = Plugin(name="scan", version="1", spaces={"s": SpaceEntry(toy.SafeToySpace, toy.ToyTask)},
+               targets_dir=str(folder))
+    key, target = Registry([p], discover=False).target("scan/m0plus")
+    assert key == "scan/m0plus" and target.name == "m0plus"
+    twice = Plugin(name="twice", version="1", spaces={"s": SpaceEntry(toy.SafeToySpace, toy.ToyTask)},
+                   targets={"m0plus": lambda: _target()}, targets_dir=str(folder))
+    with pytest.raises(ConfigError, match=r"target 'm0plus' is given twice, by targets\['m0plus'\] and by the file"):
+        Registry([twice], discover=False)
+    assert sorted(Registry().plugins()["ecg"].targets) == ["apollo4", "max78000", "nrf52840", "stm32l4"]
+
+
+def test_mixed_op_support_registered_twice_is_an_error_naming_both():
+    from nas_core.oneshot.mixed import register_mixed_support
+
+    class S(toy.SafeToySpace):
+        pass
+
+    def first(space, **kw):
+        raise AssertionError
+
+    def second(space, **kw):
+        raise AssertionError
+
+    register_mixed_support(S, first)
+    register_mixed_support(S, first)  # the same factory again is harmless
+    with pytest.raises(ConfigError, match=r"already has mixed-op support from .*first.*second would replace it"):
+        register_mixed_support(S, second)
