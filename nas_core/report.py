@@ -98,6 +98,7 @@ def _report(store: Store, out: Path, plot: bool) -> dict[str, Any]:
         "failed": [{"trial": t.number, "error": (t.error or "").splitlines()[0] if t.error else ""}
                    for t in trials if t.state == TrialState.FAILED],
         "rejected_reasons": _reason_counts(trials),
+        "strategy_fallbacks": dict((store.strategy_state() or {}).get("fallbacks") or {}),
     }
     lines = [f"# Study report: {summary['study']}", "",
              f"- space `{summary['space']}`, strategy `{summary['strategy']}`, seed {summary['seed']}, "
@@ -108,6 +109,9 @@ def _report(store: Store, out: Path, plot: bool) -> dict[str, Any]:
              ]
     if hv is not None:
         lines.append(f"- hypervolume of the Pareto front (reference: worst values pushed 10 % out): {hv:.4g}")
+    if summary["strategy_fallbacks"]:
+        lines.append("- strategy fallbacks (proposals that were random or repeated instead of the strategy's own): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(summary["strategy_fallbacks"].items())))
     lines += ["", "## Pareto front", "", "| trial | " + " | ".join(metric_cols) + " | architecture |",
               "|---|" + "---|" * len(metric_cols) + "---|"]
     for t in front:

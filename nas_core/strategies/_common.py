@@ -19,18 +19,23 @@ def arrays_from_json(d: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}
 
 
-def first_unseen(make: Callable[[], Architecture], seen: set[str], tries: int = 32) -> Architecture:
-    """The first of up to ``tries`` candidates from ``make`` whose hash is not in ``seen`` (else the last one)."""
+def first_unseen(make: Callable[[], Architecture], seen: set[str], tries: int = 32,
+                 on_repeat: Callable[[], None] | None = None) -> Architecture:
+    """The first of up to ``tries`` candidates from ``make`` whose hash is not in ``seen``; else the last one,
+    after calling ``on_repeat`` (the strategy records that fallback, see :meth:`Strategy.fallback`)."""
     arch = make()
     for _ in range(tries - 1):
         if arch.hash not in seen:
             return arch
         arch = make()
+    if arch.hash in seen and on_repeat is not None:
+        on_repeat()
     return arch
 
 
-def sample_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str], tries: int = 32) -> Architecture:
-    return first_unseen(lambda: space.sample(rng), seen, tries)
+def sample_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str], tries: int = 32,
+                  on_repeat: Callable[[], None] | None = None) -> Architecture:
+    return first_unseen(lambda: space.sample(rng), seen, tries, on_repeat)
 
 
 def mo_order(points: Sequence[Sequence[float]]) -> list[int]:

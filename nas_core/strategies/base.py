@@ -35,6 +35,10 @@ from nas_core.values import TrialResult as TrialResult
 from nas_core.values import TrialState as TrialState
 
 
+class StrategyFallback(UserWarning):
+    """A strategy proposed a random or already-seen architecture instead of what its method would."""
+
+
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return dict(rng.bit_generator.state)
 
@@ -65,6 +69,8 @@ class Strategy(ABC):
         self.objectives = tuple(objectives)
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
+        #: how often each kind of fallback happened (kept in the state, shown by the report)
+        self.fallbacks: dict[str, int] = {}
 
     @abstractmethod
     def ask(self) -> Architecture | Proposal:
@@ -73,6 +79,24 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         """Learn from the result of a proposal."""
+
+    def fallback(self, kind: str, message: str) -> None:
+        """Record that the strategy fell back (proposed a random or an already-seen architecture instead of
+        what its method would): counted in :attr:`fallbacks`, and a :class:`StrategyFallback` warning the
+        first time each kind happens. Never silent: the study report lists the counts."""
+        self.fallbacks[kind] = self.fallbacks.get(kind, 0) + 1
+        if self.fallbacks[kind] == 1:
+            import warnings
+
+            warnings.warn(f"strategy '{self.name}': {message} (counted as fallback '{kind}'; the report lists "
+                          "the counts)", StrategyFallback, stacklevel=2)
+
+    def sample_unseen(self, seen: set[str], tries: int = 32) -> Architecture:
+        """A random architecture not in ``seen``; a repeat only after ``tries`` draws, recorded as a fallback."""
+        from nas_core.strategies._common import sample_unseen
+
+        return sample_unseen(self.space, self.rng, seen, tries, on_repeat=lambda: self.fallback(
+            "repeat", f"{tries} random draws were all already seen; proposing a seen architecture again"))
 
     def fitness(self, metrics: Mapping[str, float]) -> float:
         """Scalar fitness (larger is better) from the first objective."""
@@ -84,12 +108,14 @@ class Strategy(ABC):
     # state after every tell; a resumed study loads it and must propose exactly what the uninterrupted
     # one would. ``check_strategy`` holds every registered strategy to that.
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "rng": rng_state(self.rng), **self._extra_state()}
+        return {"name": self.name, "rng": rng_state(self.rng), "fallbacks": dict(self.fallbacks),
+                **self._extra_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("name") != self.name:
             raise ConfigError(f"stored strategy state is for '{state.get('name')}', not '{self.name}'")
         self.rng = rng_from_state(state["rng"])
+        self.fallbacks = {str(k): int(v) for k, v in dict(state.get("fallbacks") or {}).items()}
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.strategies._common import rank_scores, sample_unseen
+from nas_core.strategies._common import rank_scores
 from nas_core.strategies.base import Objective, Strategy, TrialResult
 
 _LS_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -198,7 +198,7 @@ class BayesianOptimization(Strategy):
     def ask(self) -> Architecture:
         self.n_asked += 1
         if len(self.history) < self.n_initial:
-            return sample_unseen(self.space, self.rng, self.seen)
+            return self.sample_unseen(self.seen)
         with _one_blas_thread():
             return self._propose()
 
@@ -218,7 +218,7 @@ class BayesianOptimization(Strategy):
         parents = [Architecture.from_json(self.history[i][0]) for i in order[: self.n_parents]]
         cands = self._candidates(parents)
         if not cands:
-            return sample_unseen(self.space, self.rng, self.seen)
+            return self.sample_unseen(self.seen)
         scored: dict[str, tuple[float, Architecture]] = {}
 
         def score(archs: list[Architecture]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.strategies._common import rank_scores, sample_unseen
+from nas_core.strategies._common import rank_scores
 from nas_core.strategies._decisions import DecisionSpace
 from nas_core.strategies.base import Objective, Strategy, TrialResult
 
@@ -140,7 +140,7 @@ class Generative(Strategy):
     def ask(self) -> Architecture:
         self.n_asked += 1
         if sum(1 for s in self.scores if s) < self.n_startup:
-            return sample_unseen(self.space, self.rng, self.seen)
+            return self.sample_unseen(self.seen)
         self._fit()
         best: tuple[float, Architecture] | None = None
         fallback: Architecture | None = None

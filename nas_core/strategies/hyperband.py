@@ -104,6 +104,7 @@ class SuccessiveHalving(Strategy):
             arch = self.space.sample(self.rng)
             if f"{budget_index}|{arch.hash}" not in self.known and arch.hash not in self.rejected:
                 return arch
+        self.fallback("repeat", "32 random draws for a new bracket were all known or rejected; using a known one")
         return arch
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -183,7 +184,9 @@ class SuccessiveHalving(Strategy):
             job = self._next_job(self._open_bracket())
             if job is not None:
                 return job
-        arch = self.space.sample(self.rng)  # everything known: propose anything at the full budget
+        # everything known: propose anything at the full budget
+        self.fallback("random", "no bracket has a job left; a random architecture at the full budget")
+        arch = self.space.sample(self.rng)
         return Proposal(arch, {self.fidelity_key: self._budget_value(self.s_max)})
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:

@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.strategies._common import sample_unseen
 from nas_core.strategies.base import Objective, Strategy, TrialResult
 
 
@@ -65,14 +64,14 @@ class LocalSearch(Strategy):
         if self.phase in ("initial", "restart"):
             if self.phase == "initial" and self.initial_left > 0:
                 self.initial_left -= 1
-            return sample_unseen(self.space, self.rng, self.seen)
+            return self.sample_unseen(self.seen)
         while self.queue:
             arch = Architecture.from_json(self.queue.pop(0))
             if arch.hash not in self.seen:
                 self.waiting.add(arch.hash)
                 return arch
         # neighbourhood exhausted while results are outstanding: explore meanwhile
-        return sample_unseen(self.space, self.rng, self.seen)
+        return self.sample_unseen(self.seen)
 
     def _local_optimum_check(self) -> None:
         if self.phase != "climb" or self.queue or self.waiting:

@@ -61,7 +61,6 @@ import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
-from nas_core.strategies._common import sample_unseen
 from nas_core.strategies.base import Objective, Strategy, TrialResult, rng_from_state
 
 #: sampler name -> (optuna class name, static_space default, categorical_as default, multi-objective support)
@@ -79,18 +78,24 @@ _PRIMITIVE = (str, int, float, bool, type(None))
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence Optuna's per-trial INFO log and experimental warnings for the duration of a call."""
+def _quiet(on_fallback: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Silence Optuna's per-trial INFO log and experimental warnings for the duration of a call; Optuna's own
+    fallback warnings (independent sampling, "fall back to") go to ``on_fallback`` instead of being lost."""
     import optuna
 
     old = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.filterwarnings("ignore", message=".*independent sampl.*")
-            warnings.filterwarnings("ignore", message=".*fall back to.*")
             yield
+        for w in caught:
+            text = str(w.message)
+            if on_fallback is not None and ("independent sampl" in text or "fall back to" in text):
+                on_fallback(text.splitlines()[0][:200])
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     finally:
         optuna.logging.set_verbosity(old)
 
@@ -155,7 +160,7 @@ class OptunaStrategy(Strategy):
     def _reset(self) -> None:
         import optuna
 
-        with _quiet():
+        with _quiet(lambda m: self.fallback("optuna", f"Optuna fell back: {m}")):
             self.study = optuna.create_study(
                 directions=["maximize" if o.direction == "max" else "minimize" for o in self.objectives],
                 sampler=self._make_sampler())
@@ -270,8 +275,9 @@ class OptunaStrategy(Strategy):
             self._tell_optuna(trial.number, *known)
         # the sampler keeps proposing architectures whose results it has: enqueue a random new one
         self.n_fallbacks += 1
-        arch = sample_unseen(self.space, self.rng, set(self.known) | {Architecture.from_json(c).hash
-                                                                      for c in self.pending})
+        self.fallback("random", f"the Optuna sampler proposed known architectures {self.max_redraws} times in a "
+                                "row; a random unseen one was enqueued")
+        arch = self.sample_unseen(set(self.known) | {Architecture.from_json(c).hash for c in self.pending})
         self.study.enqueue_trial(self._params_of(arch)[0])
         trial = self.study.ask()
         arch = self.space.validate(self._suggest_scope(trial, self.space.dimensions, "", True))
@@ -281,7 +287,7 @@ class OptunaStrategy(Strategy):
     def ask(self) -> Architecture:
         self.n_asked += 1
         self.log.append(["ask"])
-        with _quiet():
+        with _quiet(lambda m: self.fallback("optuna", f"Optuna fell back: {m}")):
             return self._ask()
 
     def _tell(self, canon: str, state: str, values: list[float] | None) -> None:
@@ -314,7 +320,7 @@ class OptunaStrategy(Strategy):
                 values = [float(v) for v in raw]  # type: ignore[arg-type]
         state = "complete" if values is not None else "fail"
         self.log.append(["tell", arch.canonical, state, values])
-        with _quiet():
+        with _quiet(lambda m: self.fallback("optuna", f"Optuna fell back: {m}")):
             self._tell(arch.canonical, state, values)
 
     # -- persistence (event-log replay) -------------------------------------------------------------
@@ -330,7 +336,7 @@ class OptunaStrategy(Strategy):
                               f"not {self.sampler_name!r}")
         self.seed = int(state["seed"])  # the sampler's seed: the replay must draw the same numbers
         self._reset()
-        with _quiet():
+        with _quiet(lambda m: self.fallback("optuna", f"Optuna fell back: {m}")):
             for ev in state["log"]:
                 if ev[0] == "ask":
                     self.n_asked += 1

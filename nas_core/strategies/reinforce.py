@@ -37,7 +37,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError
 from nas_core.space import Architecture, SearchSpace
-from nas_core.strategies._common import arrays_from_json, arrays_to_json, sample_unseen
+from nas_core.strategies._common import arrays_from_json, arrays_to_json
 from nas_core.strategies._decisions import DecisionSpace
 from nas_core.strategies.base import Objective, Strategy, TrialResult
 
@@ -127,7 +127,7 @@ class Reinforce(Strategy):
                 return arch
         # the policy has (nearly) converged onto architectures it was told about: explore
         self.n_explore += 1
-        return sample_unseen(self.space, self.rng, self.seen)
+        return self.sample_unseen(self.seen)
 
     # -- learning ----------------------------------------------------------------------------
     def _gradient(self, arch: Architecture) -> dict[str, np.ndarray]:

@@ -119,3 +119,41 @@ def test_mixed_op_support_registered_twice_is_an_error_naming_both():
     register_mixed_support(S, first)  # the same factory again is harmless
     with pytest.raises(ConfigError, match=r"already has mixed-op support from .*first.*second would replace it"):
         register_mixed_support(S, second)
+
+
+class TwoArchSpace(toy.SafeToySpace):
+    """Two architectures only: any strategy soon runs out of new ones."""
+
+    def __init__(self):
+        from nas_core.space import Categorical, Integer, Repeat, SearchSpace
+
+        SearchSpace.__init__(self, "two", [Repeat("layers", [Integer("width", 4, 4), Categorical("act", ["relu"])],
+                                                  1, 1), Categorical("mode", ["ok", "ok2"])])
+
+
+def test_a_strategy_fallback_is_a_warning_a_stored_count_and_a_report_line(tmp_path):
+    import json
+
+    from nas_core.report import make_report
+    from nas_core.strategies import LocalSearch
+    from nas_core.strategies.base import Objective, StrategyFallback
+
+    s = LocalSearch(TwoArchSpace(), [Objective("score", "max")], seed=0, n_initial=4)
+    with pytest.warns(StrategyFallback, match="strategy 'local_search'.*already seen"):
+        for _ in range(4):
+            s.ask()
+            s.seen.add(s.space.sample(s.rng).hash)  # whatever was asked, both archs become known
+            for mode in ("ok", "ok2"):
+                s.seen.add(s.space.validate({"layers": [{"width": 4, "act": "relu"}], "mode": mode}).hash)
+    assert s.fallbacks.get("repeat", 0) >= 1
+    assert json.loads(json.dumps(s.state_dict()))["fallbacks"] == s.fallbacks
+
+    p = Plugin(name="two", version="1", spaces={"s": SpaceEntry(TwoArchSpace, toy.ToyTask)})
+    r = Registry([toy.toy_plugin(), p], discover=False)
+    with pytest.warns(StrategyFallback):
+        run_study(StudyConfig(space="two/s", budget=3, strategy="local_search", objectives=("score:max",),
+                              strategy_options={"n_initial": 4}), tmp_path, registry=r)
+    make_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "strategy fallbacks" in report and "repeat" in report
+    assert json.loads((tmp_path / "report.json").read_text())["strategy_fallbacks"]["repeat"] >= 1
