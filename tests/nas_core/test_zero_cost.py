@@ -10,10 +10,10 @@ from torch import nn
 from nas_core.estimators.base import EvalContext
 from nas_core.estimators.predictor import GPPredictor, MLPEnsemble, PredictorEstimator, trials_dataset
 from nas_core.strategies.predictor_guided import PredictorGuided
+from nas_core.strategies.prefilter import PrefilterStrategy
 from nas_core.estimators.zero_cost import (
     BASELINES,
     PROXIES,
-    PrefilterStrategy,
     ProxyBatch,
     ZeroCostEstimator,
     check_proxies,
