@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nas_core.errors import ConfigError
+from nas_ecg.crossval import DEFAULT_CV_OBJECTIVE
 
 #: the base design used when none is given (stage blocks, kernels, downsampling, head)
 DEFAULT_BASE = {"stages": [{"block": "separable", "kernel": 5, "downsample": "max"},
@@ -178,7 +179,7 @@ class Evaluator:
         self.done[key].update(metrics=dict(res), trained=True, train_s=secs)
         self._save()
         self.progress(f"trained {key.split('|')[0][:12]}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in res.items() if k in ("cv_macro_f1", "cv_macro_f1_nsv", "val_macro_f1")))
+            f"{k} {v:.4f}" for k, v in res.items() if k in ("cv_macro_f1", "cv_macro_f1_nsv", "cv_sv_auroc", "val_macro_f1")))
 
 
 def _train(job) -> tuple[dict[str, float], float]:
@@ -263,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--option", action="append", default=[], help="task option key=value (repeatable)")
     ap.add_argument("--constraint", action="append", help="extra hard constraint, repeatable (default: params<=50000)")
-    ap.add_argument("--score", default="cv_macro_f1", help="metric to maximise in the grid")
+    ap.add_argument("--score", default=DEFAULT_CV_OBJECTIVE, help="metric to maximise in the grid (default: the "
+                    "task's measured cross-validation objective)")
     ap.add_argument("--tolerance", type=float, default=0.1)
     ap.add_argument("--phi-step", type=float, default=0.5)
     ap.add_argument("--phi-max", type=float, default=8.0)
@@ -286,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(target_name: str, days: float, out: str | os.PathLike, *, base: Mapping[str, Any] | None = None,
-        options: Mapping[str, Any] | None = None, constraints: Sequence = (), score: str = "cv_macro_f1",
+        options: Mapping[str, Any] | None = None, constraints: Sequence = (), score: str = DEFAULT_CV_OBJECTIVE,
         tolerance: float = 0.1, phi_step: float = 0.5, phi_max: float = 8.0, seed: int = 0,
         triples: Sequence[tuple[float, float, float]] | None = None, workers: int = 1,
         progress: Callable[[str], None] = print) -> dict[str, Any]:

@@ -19,7 +19,10 @@ Options (``nas run ecg/compound-cnn --battery-days 7 --band monitoring ...`` or
 ``cv_folds``              K >= 2: record-level K-fold cross-validation over all of DS1
                           instead of ``val_records`` (:mod:`nas_ecg.crossval`); the
                           metrics become ``cv_*`` (pooled out-of-fold), ``epochs`` is
-                          then a fixed count (no early stopping) and ``folds`` a fidelity
+                          then a fixed count (no early stopping) and ``folds`` a fidelity;
+                          the defaults become the measured search fidelity (6 epochs,
+                          ``data_fraction`` 0.3, ``repeats`` 2) and the objective
+                          ``cv_sv_auroc`` (:data:`nas_ecg.crossval.CV_SEARCH_DEFAULTS`)
 ``cv_fold_seed``          seed of the fold assignment (0)
 ``cv_refit``              after cross-validation, train on all DS1 and keep those weights (True)
 ``rr_features``           ``normalised`` (ratios to the patient's running rhythm, default)
@@ -153,7 +156,7 @@ class ECGTask(Task):
     def estimator(self) -> ECGEstimator:
         o = self.options
         if self.cv_folds is not None:
-            from nas_ecg.crossval import ECGCVEstimator
+            from nas_ecg.crossval import CV_SEARCH_DEFAULTS, ECGCVEstimator
 
             if "patience" in o:
                 raise ConfigError("cv_folds trains a fixed number of epochs per fold: drop 'patience' (early "
@@ -162,9 +165,11 @@ class ECGTask(Task):
                                   download=bool(o.get("download", False)), band=self.band_hz,
                                   rr_features=o.get("rr_features"), folds=self.cv_folds,
                                   fold_seed=int(o.get("cv_fold_seed", 0)), refit=bool(o.get("cv_refit", True)),
-                                  epochs=int(o.get("epochs", 8)), data_fraction=float(o.get("data_fraction", 1.0)),
+                                  epochs=int(o.get("epochs", CV_SEARCH_DEFAULTS["epochs"])),
+                                  data_fraction=float(o.get("data_fraction", CV_SEARCH_DEFAULTS["data_fraction"])),
                                   batch_size=int(o.get("batch_size", 256)), lr=float(o.get("lr", 3e-3)),
-                                  threads=int(o.get("threads", 1)), repeats=o.get("repeats", 1))
+                                  threads=int(o.get("threads", 1)),
+                                  repeats=o.get("repeats", CV_SEARCH_DEFAULTS["repeats"]))
         return ECGEstimator(data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"), download=bool(o.get("download", False)),
                             val_records=o.get("val_records"), band=self.band_hz,
                             rr_features=o.get("rr_features"), epochs=int(o.get("epochs", 12)),
@@ -188,7 +193,9 @@ class ECGTask(Task):
         return (lo, hi)
 
     def default_objectives(self) -> list[Objective]:
-        score = "cv_macro_f1" if self.cv_folds is not None else "val_macro_f1"
+        from nas_ecg.crossval import DEFAULT_CV_OBJECTIVE
+
+        score = DEFAULT_CV_OBJECTIVE if self.cv_folds is not None else "val_macro_f1"
         return [Objective(score, "max"), Objective("macs", "min")]
 
     def default_constraints(self, target: HardwareTarget | None) -> list[Constraint]:
