@@ -53,7 +53,15 @@ PUBLISHED = [  # DS2, Se / +P in %, as published (ECG-NOTES.md)
 ]
 OBJECTIVES = ("cv_macro_f1", "cv_macro_f1_nsv", "cv_sv_f1", "cv_sv_ap", "cv_sv_auroc")
 #: seeds per architecture in the repeatability check, and the estimator repeats compared (see step 1)
-REP_SEEDS, REP_REPEATS = 4, (1, 2)
+REP_SEEDS, REP_REPEATS = 4, (1, 2)  # --rep-seeds 8 adds repeats 4
+#: the most seconds per candidate (median, one core) a search fidelity may cost (the issue's 10 CPU-minutes)
+MAX_CPU_S_PER_CANDIDATE = 600.0
+
+
+def seed_pairs(n_seeds: int, repeats: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Disjoint groups of ``repeats`` consecutive seeds, paired: (0..r-1) vs (r..2r-1), (2r..) vs (3r..), ..."""
+    groups = [tuple(range(g * repeats, (g + 1) * repeats)) for g in range(n_seeds // repeats)]
+    return [(groups[i], groups[i + 1]) for i in range(0, len(groups) - 1, 2)]
 SCENARIO = {"target": "ecg/nrf52840", "battery_days": 14.0, "max_params": 50_000}
 #: the final recipe for the DS2 models: all of DS1, a fixed epoch count (no early stopping)
 FINAL_EPOCHS = 10
@@ -107,9 +115,11 @@ MIN_SPEARMAN, MIN_PARTIAL = 0.7, 0.5
 
 
 def choose_fidelity(rep_rows, fidelities):
-    """THE fidelity/objective rule (DS1 only): the cheapest fidelity at which some objective reaches
-    Spearman >= 0.7 and partial Spearman >= 0.5 between seeds, with that fidelity's objective of highest
-    partial Spearman; if none reaches both, the (fidelity, objective) of highest partial Spearman."""
+    """THE fidelity/objective rule (DS1 only), among the fidelities of at most MAX_CPU_S_PER_CANDIDATE per
+    candidate (median): the cheapest fidelity at which some objective reaches Spearman >= 0.7 and partial
+    Spearman >= 0.5 between seeds, with that fidelity's objective of highest partial Spearman; if none
+    reaches both, the (fidelity, objective) of highest partial Spearman."""
+    rep_rows = [r for r in rep_rows if r["cpu_s_median"] <= MAX_CPU_S_PER_CANDIDATE] or rep_rows
     ok = [r for r in rep_rows if r["spearman_seeds"] >= MIN_SPEARMAN and r["partial_spearman_macs"] >= MIN_PARTIAL]
     order = [_fid_key(f) for f in fidelities]
     if ok:
@@ -200,6 +210,8 @@ def main() -> int:
                          "written to results/ecg_search_posthoc.{json,md}; a separate invocation, so that the "
                          "main run reads DS2 exactly once")
     ap.add_argument("--n-archs", type=int, default=12, help="architectures of the repeatability check")
+    ap.add_argument("--rep-seeds", type=int, default=REP_SEEDS,
+                    help="training seeds per architecture in the repeatability check (even; 8 adds repeats 4)")
     ap.add_argument("--stop-after", choices=("repeatability",), default=None,
                     help="stop after step 1 (a later run with the same --out reuses its results)")
     ap.add_argument("--n-rr", type=int, default=12, help="of those, how many (evenly spaced) also with raw RR features")
@@ -220,15 +232,15 @@ def main() -> int:
     for base in _fidelities(args):
         opts = _task_options(args, **base, cv_refit=False)
         jobs = [{"key": f"rep|{_fid_key(base)}|{a.hash}|{s}", "arch": a.to_dict(), "seed": s, "options": opts}
-                for s in range(REP_SEEDS) for a in archs]
+                for s in range(args.rep_seeds) for a in archs]
         res = _cached_map(jobs, out / "repeatability.json", args.workers, f"repeatability {_fid_key(base)}")
         results += res
         by = {r["key"]: r["metrics"] for r in res}
-        secs = {s: [r["train_s"] for r in res if r["seed"] == s] for s in range(REP_SEEDS)}
-        for repeats in REP_REPEATS:
+        secs = {s: [r["train_s"] for r in res if r["seed"] == s] for s in range(args.rep_seeds)}
+        for repeats in [r for r in (1, 2, 4, 8) if 2 * r <= args.rep_seeds]:
             fid = {**base, "repeats": repeats}
             fidelities.append(fid)
-            pairs = [((0,), (1,)), ((2,), (3,))] if repeats == 1 else [((0, 1), (2, 3))]
+            pairs = seed_pairs(args.rep_seeds, repeats)
             per_cand = [sum(x) for x in zip(*(secs[s] for s in pairs[0][0]))]  # CPU s of one candidate
             for obj in OBJECTIVES:
                 def score(a, seeds):
@@ -527,11 +539,11 @@ def _posthoc(args, out, searches, score):
 
 def _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj) -> str:
     md = [
-          f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, {REP_SEEDS} "
+          f"## 1. Repeatability ({rep_rows[0]['n_archs']} architectures spanning the MACs range, {args.rep_seeds} "
           "training seeds each, DS1 out-of-fold)", "",
-          "repeats 1: seed 0 against seed 1 and seed 2 against seed 3 (Spearman figures are the mean of the two "
-          "pairs); repeats 2: the mean score of seeds 0 and 1 against that of seeds 2 and 3 (what "
-          "`--option repeats=2` computes, from disjoint seeds). `cv_sv_ap` / `cv_sv_auroc`: mean one-vs-rest "
+          "repeats r: the mean score of r seeds against that of r other seeds (what `--option repeats=r` "
+          "computes, from disjoint seeds: 0..r-1 against r..2r-1, and so on; `seed_pairs` lists them), Spearman "
+          "figures averaged over the pairs. `cv_sv_ap` / `cv_sv_auroc`: mean one-vs-rest "
           "average precision / ROC AUC of S and V on the pooled out-of-fold probabilities (threshold-free); the "
           "others are F1 of the argmax. `cpu_s_*`: seconds per candidate (all folds, all its seeds) measured as "
           "wall time of a one-thread worker, two workers on two cores: an upper bound of its CPU time on a "
@@ -540,7 +552,8 @@ def _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj) -> str:
                                              "partial_spearman_macs",
                                              "spearman_score_macs", "seed_diff_std", "arch_std", "mean_score",
                                              "cpu_s_median", "cpu_s_max"]), "",
-          f"Rule (`choose_fidelity`, fixed in code): the cheapest fidelity with Spearman >= {MIN_SPEARMAN} and "
+          f"Rule (`choose_fidelity`, fixed in code): among fidelities of at most {MAX_CPU_S_PER_CANDIDATE:g} s per "
+          f"candidate, the cheapest fidelity with Spearman >= {MIN_SPEARMAN} and "
           f"partial Spearman >= {MIN_PARTIAL}, else the highest partial Spearman. Chosen: fidelity "
           f"**{_fid_key(chosen_fid)}** (epochs x data fraction), objective **{default_obj}**.", "",
           f"RR feature sets ({rr_rows[0]['n_archs']} of those architectures, evenly spaced in MACs, seed 0, chosen "
