@@ -39,7 +39,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -161,6 +161,10 @@ def _parse_when(when: Any, name: str) -> Condition | None:
     return Condition(str(parent), tuple(values))
 
 
+#: dimension kinds by their definition ``type`` (filled as the classes are defined)
+_DIM_TYPES: dict[str, type["Dimension"]] = {}
+
+
 @dataclass(frozen=True)
 class Dimension:
     """Base class of all dimensions."""
@@ -194,6 +198,52 @@ class Dimension:
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    # -- values, for strategies that discretise or map a dimension (open: a new kind implements these) ----
+    def values(self, limit: int | None = None) -> list[Any] | None:
+        """Every value in order, when the dimension is finite with at most ``limit`` values (None: any
+        finite number); None for a continuous or a larger one (strategies then use :meth:`from_unit`)."""
+        return None
+
+    def index(self, value: Any) -> int:
+        """Position of ``value`` in :meth:`values`."""
+        vals = self.values()
+        if vals is None:
+            raise TypeError(f"dimension '{self.name}' has no finite list of values")
+        key = _canonical({"v": value})
+        for i, v in enumerate(vals):
+            if _canonical({"v": v}) == key:
+                return i
+        raise KeyError(value)
+
+    def to_unit(self, value: Any) -> float:
+        """``value`` mapped into [0, 1] (monotone for ordered dimensions)."""
+        vals = self.values()
+        if vals is None:
+            raise NotImplementedError(f"dimension '{self.name}': a continuous kind must implement to_unit")
+        return self.index(value) / max(1, len(vals) - 1)
+
+    def from_unit(self, u: float) -> Any:
+        """The value at ``u`` in [0, 1] (the inverse of :meth:`to_unit`, snapped to a valid value)."""
+        vals = self.values()
+        if vals is None:
+            raise NotImplementedError(f"dimension '{self.name}': a continuous kind must implement from_unit")
+        return copy.deepcopy(vals[int(round(min(max(u, 0.0), 1.0) * (len(vals) - 1)))])
+
+    #: the ``type`` of this kind in a space definition, and its fields besides ``type``, ``name`` and
+    #: ``when``; a subclass that sets ``kind`` is registered for :func:`dimension_from_dict`
+    kind: ClassVar[str] = ""
+    fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):
+            _DIM_TYPES[cls.kind] = cls
+
+    @classmethod
+    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
+        """Build from a definition's fields (already checked against :attr:`fields`)."""
+        return cls(name=name, **fields)
 
     @property
     def condition(self) -> Condition | None:  # overridden by the dataclass field
@@ -250,6 +300,22 @@ class Categorical(Dimension):
         out = [0.0] * len(self.choices)
         out[self._index(value)] = 1.0
         return out
+
+    kind: ClassVar[str] = "categorical"
+    fields: ClassVar[frozenset[str]] = frozenset({"choices"})
+
+    @classmethod
+    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
+        choices = fields.get("choices")
+        if not isinstance(choices, list):
+            raise ConfigError(f"{where}: categorical '{name}' needs a list 'choices', got {choices!r}")
+        return cls(name=name, **{**fields, "choices": tuple(choices)})
+
+    def values(self, limit: int | None = None) -> list[Any] | None:
+        return [copy.deepcopy(c) for c in self.choices]  # always enumerable, whatever the limit
+
+    def index(self, value: Any) -> int:
+        return self._index(value)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "categorical", "name": self.name, "choices": list(self.choices)}
@@ -310,6 +376,27 @@ class Integer(Dimension):
 
     def encode(self, value: int) -> list[float]:
         return [0.0 if self.high == self.low else (value - self.low) / (self.high - self.low)]
+
+    kind: ClassVar[str] = "integer"
+    fields: ClassVar[frozenset[str]] = frozenset({"low", "high", "step"})
+
+    @classmethod
+    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
+        if "low" not in fields or "high" not in fields:
+            raise ConfigError(f"{where}: integer '{name}' needs 'low' and 'high'")
+        return cls(name=name, **fields)
+
+    def values(self, limit: int | None = None) -> list[Any] | None:
+        return list(range(self.low, self.high + 1, self.step)) if limit is None or self._n() <= limit else None
+
+    def index(self, value: Any) -> int:
+        return (int(value) - self.low) // self.step
+
+    def to_unit(self, value: Any) -> float:
+        return 0.0 if self.high == self.low else float((value - self.low) / (self.high - self.low))
+
+    def from_unit(self, u: float) -> Any:
+        return self.low + int(round(min(max(u, 0.0), 1.0) * (self._n() - 1))) * self.step
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "integer", "name": self.name, "low": int(self.low), "high": int(self.high),
@@ -410,6 +497,35 @@ class Float(Dimension):
 
     def encode(self, value: float) -> list[float]:
         return [self._to_unit(value)]
+
+    kind: ClassVar[str] = "float"
+    fields: ClassVar[frozenset[str]] = frozenset({"low", "high", "log", "step"})
+
+    @classmethod
+    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
+        if "low" not in fields or "high" not in fields:
+            raise ConfigError(f"{where}: float '{name}' needs 'low' and 'high'")
+        return cls(name=name, **fields)
+
+    def values(self, limit: int | None = None) -> list[Any] | None:
+        if self.step is None or (limit is not None and self._grid_n() > limit):
+            return None
+        return [self._snap(self.low + k * self.step) for k in range(self._grid_n())]
+
+    def index(self, value: Any) -> int:
+        if self.step is None:
+            raise TypeError(f"float '{self.name}' is continuous: it has no index")
+        return int(round((float(value) - self.low) / self.step))
+
+    def to_unit(self, value: Any) -> float:
+        return self._to_unit(float(value))
+
+    def from_unit(self, u: float) -> Any:
+        return self._from_unit(u)
+
+    def snap(self, value: float) -> float:
+        """``value`` clipped into the range and rounded to the step."""
+        return self._snap(value)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "float", "name": self.name, "low": self.low, "high": self.high}
@@ -513,6 +629,16 @@ class Repeat(Dimension):
             else:
                 out.extend([0.0] * (1 + width))
         return out
+
+    kind: ClassVar[str] = "repeat"
+    fields: ClassVar[frozenset[str]] = frozenset({"block", "min_count", "max_count"})
+
+    @classmethod
+    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
+        block = fields.get("block")
+        if not isinstance(block, list):
+            raise ConfigError(f"{where}: repeat '{name}' needs a list 'block', got {block!r}")
+        return cls(name=name, **{**fields, "block": tuple(dimension_from_dict(b, f"{where}.{name}") for b in block)})
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "repeat", "name": self.name, "min_count": self.min_count,
@@ -728,8 +854,6 @@ def _encode_scope(dims: Sequence[Dimension], values: Mapping[str, Any]) -> list[
     return out
 
 
-_DIM_TYPES: dict[str, type[Dimension]] = {"categorical": Categorical, "integer": Integer, "float": Float,
-                                          "repeat": Repeat}
 
 
 def dimension_from_dict(d: Mapping[str, Any], where: str = "space") -> Dimension:
@@ -741,30 +865,14 @@ def dimension_from_dict(d: Mapping[str, Any], where: str = "space") -> Dimension
         raise ConfigError(f"{where}: dimension {name or '?'!s} has unknown type {kind!r}; use one of {sorted(_DIM_TYPES)}")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: a {kind} dimension needs a non-empty string 'name', got {name!r}")
-    allowed = {
-        "categorical": {"choices", "when"},
-        "integer": {"low", "high", "step", "when"},
-        "float": {"low", "high", "log", "step", "when"},
-        "repeat": {"block", "min_count", "max_count", "when"},
-    }[kind]
+    cls = _DIM_TYPES[kind]
+    allowed = set(cls.fields) | {"when"}
     extra = set(d) - allowed - {"type", "name"}
     if extra:
         raise ConfigError(f"{where}: dimension '{name}' has unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
     kwargs = {k: v for k, v in d.items() if k in allowed}
     try:
-        if kind == "repeat":
-            block = kwargs.get("block")
-            if not isinstance(block, list):
-                raise ConfigError(f"{where}: repeat '{name}' needs a list 'block', got {block!r}")
-            kwargs["block"] = tuple(dimension_from_dict(b, f"{where}.{name}") for b in block)
-        if kind == "categorical":
-            choices = kwargs.get("choices")
-            if not isinstance(choices, list):
-                raise ConfigError(f"{where}: categorical '{name}' needs a list 'choices', got {choices!r}")
-            kwargs["choices"] = tuple(choices)
-        if kind in ("integer", "float") and ("low" not in kwargs or "high" not in kwargs):
-            raise ConfigError(f"{where}: {kind} '{name}' needs 'low' and 'high'")
-        return _DIM_TYPES[kind](name=name, **kwargs)
+        return cls.from_definition(name, kwargs, where)
     except TypeError as exc:
         raise ConfigError(f"{where}: dimension '{name}': {exc}") from None
 

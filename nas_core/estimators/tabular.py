@@ -39,7 +39,7 @@ import numpy as np
 
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
-from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
+from nas_core.space import Architecture, Dimension, Repeat, SearchSpace
 
 if TYPE_CHECKING:
     from nas_core.task import Task
@@ -53,21 +53,16 @@ DIGITS_TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "tables" / "
 # -- enumeration -----------------------------------------------------------------------------
 
 def _values(dim: Dimension) -> list[Any]:
-    if isinstance(dim, Categorical):
-        return [copy.deepcopy(c) for c in dim.choices]
-    if isinstance(dim, Integer):
-        return list(range(dim.low, dim.high + 1, dim.step))
-    if isinstance(dim, Float):
-        if dim.step is None:
-            raise ConfigError(f"float dimension '{dim.name}' is continuous; give it a step to enumerate the space")
-        return [dim._snap(dim.low + k * dim.step) for k in range(dim._grid_n())]
-    if isinstance(dim, Repeat):
-        blocks = list(_enumerate_scope(dim.block))
-        out: list[Any] = []
-        for n in range(dim.min_count, dim.max_count + 1):
-            out.extend(_product_lists(blocks, n))
-        return out
-    raise TypeError(dim)
+    if not isinstance(dim, Repeat):
+        vals = dim.values()
+        if vals is None:
+            raise ConfigError(f"dimension '{dim.name}' is continuous; give it a step to enumerate the space")
+        return vals
+    blocks = list(_enumerate_scope(dim.block))
+    out: list[Any] = []
+    for n in range(dim.min_count, dim.max_count + 1):
+        out.extend(_product_lists(blocks, n))
+    return out
 
 
 def _product_lists(blocks: list[dict[str, Any]], n: int) -> Iterator[list[dict[str, Any]]]:

@@ -17,12 +17,11 @@ REINFORCE policy and the Parzen/TPE models index their parameters by.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, cast
 
-from nas_core.space import Architecture, Categorical, Dimension, Float, Integer, Repeat, SearchSpace
+from nas_core.space import Architecture, Dimension, Repeat, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -30,21 +29,18 @@ class Decision:
     key: str
     n: int  # number of options
     dim: Dimension | None  # None for a repeat count
-    kind: str  # "choice" | "grid" | "bins" | "count"
+    kind: str  # "grid" (one option per value) | "bins" (of the unit interval) | "count" (of a repeat)
     low: int = 0  # first count of a repeat
 
 
 def _kind(dim: Dimension, max_options: int) -> tuple[str, int]:
-    if isinstance(dim, Categorical):
-        return "choice", len(dim.choices)
-    if isinstance(dim, Integer):
-        n = dim._n()
-        return ("grid", n) if n <= max_options else ("bins", max_options)
-    if isinstance(dim, Float):
-        if dim.step is not None and dim._grid_n() <= max_options:
-            return "grid", dim._grid_n()
-        return "bins", max_options
-    raise TypeError(dim)
+    """A dimension with a short list of values is one option per value ("grid"); any other is cut into
+    ``max_options`` bins of its unit interval ("bins"). Only the public Dimension interface is used, so a
+    new dimension kind needs nothing here."""
+    vals = dim.values(max_options)
+    if vals is not None:
+        return "grid", len(vals)
+    return "bins", max_options
 
 
 class DecisionSpace:
@@ -77,39 +73,21 @@ class DecisionSpace:
     # -- values <-> indices ---------------------------------------------------------------------
     @staticmethod
     def _value(d: Decision, i: int) -> Any:
-        dim = d.dim
         if d.kind == "count":
             return d.low + i
-        if d.kind == "choice":
-            return copy.deepcopy(dim.choices[i])  # type: ignore[union-attr]
-        if isinstance(dim, Integer):
-            if d.kind == "grid":
-                return dim.low + i * dim.step
-            u = (i + 0.5) / d.n
-            k = int(round(u * (dim._n() - 1)))
-            return dim.low + k * dim.step
-        assert isinstance(dim, Float)
+        dim = cast(Dimension, d.dim)  # every decision but a repeat count has its dimension
         if d.kind == "grid":
-            return dim._snap(dim.low + i * dim.step)  # type: ignore[operator]
-        return dim._from_unit((i + 0.5) / d.n)
+            return cast("list[Any]", dim.values())[i]
+        return dim.from_unit((i + 0.5) / d.n)
 
     @staticmethod
     def _index(d: Decision, value: Any) -> int:
-        dim = d.dim
         if d.kind == "count":
             return int(value) - d.low
-        if d.kind == "choice":
-            return cast(Categorical, dim)._index(value)  # a choice decision is a categorical's
-        if isinstance(dim, Integer):
-            if d.kind == "grid":
-                return (int(value) - dim.low) // dim.step
-            u = 0.0 if dim.high == dim.low else (value - dim.low) / (dim.high - dim.low)
-        else:
-            assert isinstance(dim, Float)
-            if d.kind == "grid":
-                return int(round((float(value) - dim.low) / dim.step))  # type: ignore[operator]
-            u = dim._to_unit(float(value))
-        return min(d.n - 1, max(0, int(math.floor(u * d.n))))
+        dim = cast(Dimension, d.dim)
+        if d.kind == "grid":
+            return dim.index(value)
+        return min(d.n - 1, max(0, int(math.floor(dim.to_unit(value) * d.n))))
 
     def choices(self, arch: Architecture) -> list[tuple[int, int]]:
         """The (decision position, option index) pairs that produce ``arch``, in walk order."""

@@ -189,9 +189,13 @@ class OptunaStrategy(Strategy):
             return int(trial.suggest_int(name, dim.low, dim.high, step=dim.step))
         if isinstance(dim, Float):
             if dim.step is not None:
-                return dim._snap(trial.suggest_float(name, dim.low, dim.high, step=dim.step))
-            return dim._snap(trial.suggest_float(name, dim.low, dim.high, log=dim.log))
-        raise TypeError(dim)
+                return dim.snap(trial.suggest_float(name, dim.low, dim.high, step=dim.step))
+            return dim.snap(trial.suggest_float(name, dim.low, dim.high, log=dim.log))
+        # any other kind, through the public Dimension interface: an index into its values, else a unit float
+        vals = dim.values()
+        if vals is not None:
+            return vals[trial.suggest_int(name, 0, len(vals) - 1)]
+        return dim.from_unit(trial.suggest_float(name, 0.0, 1.0))
 
     def _suggest_scope(self, trial: Any, dims: Sequence[Dimension], prefix: str, active: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -236,19 +240,24 @@ class OptunaStrategy(Strategy):
                         walk(dim.block, block, f"{name}[{i}].")
                 elif isinstance(dim, Categorical):
                     if self.categorical_as == "index":
-                        params[name] = dim._index(v)
+                        params[name] = dim.index(v)
                         dists[name] = IntDistribution(0, len(dim.choices) - 1)
                     else:
-                        params[name] = dim._index(v) if self._by_index(dim) else v
+                        params[name] = dim.index(v) if self._by_index(dim) else v
                         dists[name] = CategoricalDistribution(self._cat_choices(dim))
                 elif isinstance(dim, Integer):
                     params[name] = int(v)
                     dists[name] = IntDistribution(dim.low, dim.high, step=dim.step)
-                else:
-                    assert isinstance(dim, Float)
+                elif isinstance(dim, Float):
                     params[name] = float(v)
                     dists[name] = FloatDistribution(dim.low, dim.high, step=dim.step) if dim.step is not None \
                         else FloatDistribution(dim.low, dim.high, log=dim.log)
+                elif (vals := dim.values()) is not None:  # another kind: as in _suggest_dim
+                    params[name] = dim.index(v)
+                    dists[name] = IntDistribution(0, len(vals) - 1)
+                else:
+                    params[name] = float(dim.to_unit(v))
+                    dists[name] = FloatDistribution(0.0, 1.0)
 
         walk(self.space.dimensions, arch.to_dict(), "")
         return params, dists
