@@ -139,8 +139,8 @@ def run_executor(executor: str, kills: int, budget: int, sleep: float, env: dict
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=12, help="kills per executor")
-    ap.add_argument("--budget", type=int, default=80)
-    ap.add_argument("--sleep", type=float, default=0.4, help="seconds each toy trial takes")
+    ap.add_argument("--budget", type=int, default=160)
+    ap.add_argument("--sleep", type=float, default=0.8, help="seconds each toy trial takes")
     ap.add_argument("--executors", default="inprocess,process,ray")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
