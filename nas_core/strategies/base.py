@@ -59,6 +59,8 @@ class Strategy(ABC):
     check_options: Mapping[str, Any] = {}
     #: ask/tell steps of the contract check before its state round trip (fewer for slow samplers)
     check_steps: int = 24
+    #: False for a strategy a study cannot build by name (it needs objects, e.g. a scoring function)
+    registered: bool = True
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0):
         if not objectives:

@@ -21,6 +21,7 @@ class PrefilterStrategy(Strategy):
     """
 
     name = "prefilter"
+    registered = False  # needs a scoring function: built in Python, not by name from a study config
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Any], *, score: Callable[[Architecture], float],
                  pool: int = 50, keep: int = 5, seed: int = 0):
