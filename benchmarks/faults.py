@@ -92,20 +92,28 @@ def run_executor(executor: str, kills: int, budget: int, sleep: float, env: dict
     resume = [*nas, "resume", str(out), *common]
     lost = duplicated = corrupt = orphans = done_kills = 0
     killed_at: list[float] = []
+    early: list[str] = []  # drivers that ended before their kill, with the last line they wrote
     cmd = first
     while done_kills < kills:
         before = _complete(out / "study.db") if (out / "study.db").exists() else {}
         if len(before) >= budget:  # finished before all kills were spent: a new study continues the count
             break
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = work / f"driver-{executor}-{done_kills}-{len(early)}.log"
+        with open(log, "w") as err:
+            p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         delay = rng.uniform(0.5, 4.0 if executor != "ray" else 12.0)
         t0 = time.monotonic()
         kids: set[int] = set()
         while time.monotonic() - t0 < delay and p.poll() is None:
             kids |= _children(p.pid)
             time.sleep(0.05)
-        if p.poll() is not None:  # it finished the budget before the kill
-            break
+        if p.poll() is not None:  # it ended before the kill: finished, or refused (recorded)
+            tail = (log.read_text().strip().splitlines() or [""])[-1][:200]
+            early.append(f"rc {p.returncode}: {tail}")
+            if len(early) > 3 * kills:
+                break
+            cmd = resume
+            continue
         kids |= _children(p.pid)
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
@@ -133,7 +141,8 @@ def run_executor(executor: str, kills: int, budget: int, sleep: float, env: dict
     duplicated = len(hashes) - len(set(hashes))
     return {"executor": executor, "kills": done_kills, "lost": lost, "duplicated": duplicated, "corrupt": corrupt,
             "orphans_after_5s": orphans, "final_complete": len(final), "budget": budget,
-            "budget_exact": len(final) == budget, "final_rc": r.returncode, "kill_delays_s": json.dumps(killed_at)}
+            "budget_exact": len(final) == budget, "final_rc": r.returncode, "kill_delays_s": json.dumps(killed_at),
+            "drivers_ended_early": len(early), "early_endings": json.dumps(early[:5])}
 
 
 def main() -> int:

@@ -192,15 +192,18 @@ def _worker_main(conn: Connection, evaluator: Evaluator, threads: int, parent_pi
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
-    conn.send("ready")  # start-up (imports, unpickling the task) does not count against any trial's time limit
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        conn.send(evaluator(job))
+    try:
+        conn.send("ready")  # start-up (imports, unpickling the task) does not count against any trial's time limit
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                return
+            if job is None:
+                return
+            conn.send(evaluator(job))
+    except (BrokenPipeError, ConnectionResetError):  # the driver is gone (killed or shut down): exit quietly
+        return
 
 
 @dataclass

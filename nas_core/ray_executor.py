@@ -158,6 +158,7 @@ class RayExecutor(Executor):
         self.address = address
         self._owns_ray = False
         self._connected = False
+        self._reaper: Any = None
         if not ray.is_initialized():
             opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                     "logging_level": logging.WARNING, **(init_options or {})}
@@ -169,6 +170,9 @@ class RayExecutor(Executor):
                 else:
                     ray.init(num_cpus=max(1, math.ceil(self.n_workers * cpus_per_worker)), **opts)
                     self._owns_ray = True
+                    from nas_core import reaper
+
+                    self._reaper = reaper.start()  # a killed driver leaves no Ray processes behind
             except ConfigError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure to start or reach Ray is the user's setup
@@ -326,3 +330,6 @@ class RayExecutor(Executor):
         if self._owns_ray or self._connected:
             ray.shutdown()
             self._owns_ray = self._connected = False
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
