@@ -51,7 +51,19 @@ class Job:
 
 
 #: kinds of failure a :class:`JobResult` reports
-FAILURE_KINDS = ("error", "timeout", "died")
+FAILURE_KINDS = ("error", "timeout", "died", "io")
+
+
+def is_io_failure(exc: BaseException) -> bool:
+    """An exception caused by the file system (no space, quota, I/O error), not by the candidate: a failed
+    weight save surfaces from torch.save as ``RuntimeError: [enforce fail at inline_container.cc] ...``."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or ("inline_container" in text and "unexpected pos" in text) or \
+        "database or disk is full" in text
 
 
 @dataclass(frozen=True)
@@ -103,9 +115,12 @@ class Evaluator:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of a candidate is recorded, the study goes on
             text = f"{type(exc).__name__}: {exc}"
+            io = is_io_failure(exc)
+            if io:
+                text = f"I/O failure writing the trial's files (is the disk full?): {text}"
             if not isinstance(exc, TrialFailed):
                 text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-            kind = "timeout" if isinstance(exc, TrialTimeout) else "error"
+            kind = "timeout" if isinstance(exc, TrialTimeout) else ("io" if io else "error")
             return JobResult(job.number, False, {}, text.strip(), time.monotonic() - t0, kind)
 
 

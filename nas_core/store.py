@@ -91,6 +91,20 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=True)
 
 
+def _raise_if_full(err: BaseException, path: Path) -> None:
+    """A store write that failed for lack of space: one clear StoreError (the transaction was rolled back)."""
+    text = str(err)
+    if "full" in text or "No space" in text or "disk I/O error" in text:
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        raise StoreError(f"cannot write the study store {path}: {text} ({free} on its disk); nothing was half-"
+                         "written; free space, then 'nas resume' continues") from None
+
+
 class Store:
     """Open with :meth:`create` (new or matching study) or :meth:`open` (existing)."""
 
@@ -266,8 +280,8 @@ class Store:
 
     # -- transactions -----------------------------------------------------------------
     class _Tx:
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+        def __init__(self, conn: sqlite3.Connection, path: Path):
+            self.conn, self.path = conn, path
 
         def __enter__(self) -> sqlite3.Connection:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -275,10 +289,18 @@ class Store:
 
         def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                      tb: TracebackType | None) -> None:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            try:
+                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            except sqlite3.OperationalError as err:
+                if exc_type is None:
+                    self.conn.execute("ROLLBACK")
+                _raise_if_full(err, self.path)
+                raise
+            if exc is not None and isinstance(exc, sqlite3.OperationalError):
+                _raise_if_full(exc, self.path)
 
     def _tx(self) -> "_Tx":
-        return Store._Tx(self._conn)
+        return Store._Tx(self._conn, self.path)
 
     def _save_strategy(self, conn: sqlite3.Connection, state: Mapping[str, Any] | None) -> None:
         if state is not None:

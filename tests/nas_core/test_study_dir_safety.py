@@ -320,3 +320,60 @@ def test_a_broken_store_is_refused_and_left_byte_identical(tmp_path, damage):
     with pytest.raises(StoreError, match="empty file|corrupt"):
         run_study(CFG, out, registry=reg())
     assert _bytes(out) == before
+
+
+# -- a full disk -------------------------------------------------------------------------------------
+
+def test_a_full_disk_while_saving_a_trial_is_an_io_failure_that_can_be_retried():
+    import errno
+
+    import numpy as np
+
+    from nas_core.estimators.base import Estimator
+    from nas_core.executors import FAILURE_KINDS, Evaluator, Job
+
+    class FullDisk(Estimator):
+        metric_names = ("score",)
+
+        def evaluate(self, ctx):
+            raise OSError(errno.ENOSPC, "No space left on device", "model.pt")
+
+    class Task(toy.ToyTask):
+        def estimator(self):
+            return FullDisk()
+
+    arch = toy.SafeToySpace().sample(np.random.default_rng(0))
+    res = Evaluator(Task(toy.SafeToySpace()))(Job(1, arch.to_json(), 0, {}))
+    assert not res.ok and res.kind == "io" and "is the disk full?" in (res.error or "")
+    assert "io" in FAILURE_KINDS  # --retry-on io
+
+
+class _FullConn:
+    """A connection whose writes fail as SQLite's do on a full disk."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *a):
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *a)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_full_disk_while_writing_the_store_is_one_clear_error_and_nothing_half_written(tmp_path):
+    from nas_core.space import Architecture
+
+    with Store.create(tmp_path / "study.db", study_id="x", study_name="x", config={}) as st:
+        st.add_trial(Architecture({"a": 1}), state=TrialState.COMPLETE, seed=0)
+        real = st._conn
+        st._conn = _FullConn(real)
+        with pytest.raises(StoreError, match=r"cannot write the study store .*database or disk is full .*MB free.*"
+                                             r"nothing was half-written.*nas resume"):
+            st.add_trial(Architecture({"a": 2}), state=TrialState.COMPLETE, seed=0)
+        st._conn = real
+        assert len(st.trials()) == 1
