@@ -8,17 +8,11 @@ from nas_core.plugins import Registry
 from nas_core.strategies import RegularizedEvolution
 from nas_core.testing import ContractSpace, check_strategy, contract_metrics
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STRATEGIES = Registry().strategies()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch  # some samplers run torch; one thread is faster on a busy 2-core machine
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

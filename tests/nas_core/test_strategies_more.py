@@ -24,44 +24,29 @@ from toy import SafeToySpace, toy_score
 from nas_core.errors import ConfigError
 from nas_core.estimators.predictor import GPPredictor
 from nas_core.plugins import Registry
-from nas_core.space import Categorical, Float, Integer, Repeat, SearchSpace
+from nas_core.space import Float, SearchSpace
 from nas_core.store import Store, TrialState
 from nas_core.strategies import (BOHB, CORE_STRATEGIES, BayesianOptimization, Generative, Hyperband, LocalSearch,
                                  OptunaStrategy, PredictorGuided, RandomSearch, Reinforce, SuccessiveHalving)
 from nas_core.strategies.base import Objective, Proposal, TrialResult
 from nas_core.strategies.hyperband import budget_ladder
 from nas_core.study import StudyConfig, resume_study, run_study
+from nas_core.testing import ContractSpace
 
 OBJ = [Objective("score", "max")]
 OBJ2 = [Objective("score", "max"), Objective("width_sum", "min")]
 HAS_CMAES = importlib.util.find_spec("cmaes") is not None
 
 
-class CondSpace(SearchSpace):
-    """Conditions inside a repeat, a nested repeat, a conditional continuous float, a log float."""
-
-    def __init__(self) -> None:
-        super().__init__("cond", [
-            Repeat("blocks", [Categorical("op", ["conv", "pool", "skip"]),
-                              Integer("width", 8, 64, step=8, when={"op": ["conv"]}),
-                              Repeat("sub", [Categorical("k", [1, 3])], 0, 2)], 1, 3),
-            Categorical("head", ["avg", "fc"]),
-            Float("drop", 0.0, 0.5, when={"head": ["fc"]}),
-            Float("lr", 1e-4, 1e-1, log=True),
-            Categorical("cfg", [[1, 2], {"a": 1}]),  # non-scalar JSON choices
-        ])
-
-
-def cond_score(arch) -> float:
-    blocks = arch["blocks"]
-    s = -0.3 * abs(len(blocks) - 2) + sum(b.get("width", 0) / 64 for b in blocks) / len(blocks)
-    s -= abs(math.log10(arch["lr"]) + 2.5) * 0.1
-    return s + (0.1 - abs(arch.get("drop", 0.0) - 0.25) if arch["head"] == "fc" else 0.0)
+# the contract's space: conditions inside a repeat, a nested repeat, conditional and log floats
+CondSpace = ContractSpace
 
 
 def toy_metrics(arch) -> dict:
     return {"score": toy_score(arch), "width_sum": float(sum(l["width"] for l in arch["layers"]))}
 
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # strategy name -> factory(space, objectives, seed)
 HB = {"budgets": [1, 3, 9]}
@@ -88,15 +73,6 @@ NAMES = [n for n in FACTORIES if n != "optuna_cmaes" or HAS_CMAES]
 N = {"optuna_gp": 6, "bayesopt": 20, "predictor": 12}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Optuna's GP sampler runs torch; on a busy 2-core machine two threads make it several times slower
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _split(p):

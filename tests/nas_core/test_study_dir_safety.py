@@ -3,6 +3,7 @@ store, no write or delete outside the directory through symlinks."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -30,17 +31,25 @@ def _hold(path, ready, release):
         release.wait(30)
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """Another process holding the driver lock of tmp_path/study."""
+@contextlib.contextmanager
+def _holding(path):
+    """Another process holding the driver lock of ``path``."""
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(tmp_path / "study"), ready, release))
+    p = ctx.Process(target=_hold, args=(str(path), ready, release))
     p.start()
-    assert ready.wait(30)
-    yield p
-    release.set()
-    p.join(30)
+    try:
+        assert ready.wait(30)
+        yield p
+    finally:
+        release.set()
+        p.join(30)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    with _holding(tmp_path / "study") as p:
+        yield p
 
 
 def test_a_second_driver_is_refused_naming_the_holder_and_writes_nothing(tmp_path, holder):
@@ -53,21 +62,13 @@ def test_a_resume_is_refused_while_a_run_holds_the_study_and_the_store_is_untouc
     out = tmp_path / "study"
     run_study(CFG, out, registry=reg())
     before = (out / "study.db").read_bytes()
-    ctx = mp.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(out), ready, release))
-    p.start()
-    try:
-        assert ready.wait(30)
+    with _holding(out):
         with pytest.raises(StoreError, match="another nas process is driving"):
             resume_study(out, budget=4, registry=reg())
         assert (out / "study.db").read_bytes() == before
         from nas_core.report import make_report
 
         make_report(out)  # readers need no lock
-    finally:
-        release.set()
-        p.join(30)
     assert resume_study(out, budget=4, registry=reg()).complete == 4  # the holder is gone: resume works
 
 
