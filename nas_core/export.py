@@ -27,7 +27,6 @@ returning training and validation splits (like the Lightning
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -290,11 +289,9 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
                              "weights to export; train the architecture first")
         raise StoreError(f"trial {trial} has no saved weights at {weights}")
     registry = registry or Registry()
-    from nas_core.study import StudyConfig, check_stored_code
+    from nas_core.study import check_stored_code, config_from_stored
 
-    fields = {f.name for f in dataclasses.fields(StudyConfig)}
-    check_stored_code(StudyConfig.from_dict({k: v for k, v in cfg.items() if k in fields}), registry, code_options,
-                      f"nas export {study_dir}")
+    check_stored_code(config_from_stored(cfg), registry, code_options, f"nas export {study_dir}")
     _, entry = registry.space(cfg["space_key"])
     space = entry.space()
     if cfg.get("restrict"):

@@ -240,9 +240,12 @@ class Dimension:
         if cls.__dict__.get("kind"):
             _DIM_TYPES[cls.kind] = cls
 
+    #: fields a definition must give
+    required: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
-        """Build from a definition's fields (already checked against :attr:`fields`)."""
+        """Build from a definition's fields (already checked against :attr:`fields` and :attr:`required`)."""
         return cls(name=name, **fields)
 
     @property
@@ -380,11 +383,7 @@ class Integer(Dimension):
     kind: ClassVar[str] = "integer"
     fields: ClassVar[frozenset[str]] = frozenset({"low", "high", "step"})
 
-    @classmethod
-    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
-        if "low" not in fields or "high" not in fields:
-            raise ConfigError(f"{where}: integer '{name}' needs 'low' and 'high'")
-        return cls(name=name, **fields)
+    required: ClassVar[tuple[str, ...]] = ("low", "high")
 
     def values(self, limit: int | None = None) -> list[Any] | None:
         return list(range(self.low, self.high + 1, self.step)) if limit is None or self._n() <= limit else None
@@ -501,11 +500,7 @@ class Float(Dimension):
     kind: ClassVar[str] = "float"
     fields: ClassVar[frozenset[str]] = frozenset({"low", "high", "log", "step"})
 
-    @classmethod
-    def from_definition(cls, name: str, fields: dict[str, Any], where: str) -> "Dimension":
-        if "low" not in fields or "high" not in fields:
-            raise ConfigError(f"{where}: float '{name}' needs 'low' and 'high'")
-        return cls(name=name, **fields)
+    required: ClassVar[tuple[str, ...]] = ("low", "high")
 
     def values(self, limit: int | None = None) -> list[Any] | None:
         if self.step is None or (limit is not None and self._grid_n() > limit):
@@ -871,6 +866,8 @@ def dimension_from_dict(d: Mapping[str, Any], where: str = "space") -> Dimension
     if extra:
         raise ConfigError(f"{where}: dimension '{name}' has unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
     kwargs = {k: v for k, v in d.items() if k in allowed}
+    if any(k not in kwargs for k in cls.required):
+        raise ConfigError(f"{where}: {kind} '{name}' needs " + " and ".join(f"'{k}'" for k in cls.required))
     try:
         return cls.from_definition(name, kwargs, where)
     except TypeError as exc:

@@ -643,6 +643,11 @@ def load_config(out_dir: str | Path) -> StudyConfig:
         stored = store.config
     finally:
         store.close()
+    return config_from_stored(stored)
+
+
+def config_from_stored(stored: Mapping[str, Any]) -> StudyConfig:
+    """The StudyConfig of a store's ``config`` record (which also holds resolved fields the config has not)."""
     fields = {f.name for f in dataclasses.fields(StudyConfig)}
     return StudyConfig.from_dict({k: v for k, v in stored.items() if k in fields})
 
