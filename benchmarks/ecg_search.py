@@ -215,6 +215,11 @@ def main() -> int:
     ap.add_argument("--stop-after", choices=("repeatability",), default=None,
                     help="stop after step 1 (a later run with the same --out reuses its results)")
     ap.add_argument("--n-rr", type=int, default=12, help="of those, how many (evenly spaced) also with raw RR features")
+    ap.add_argument("--repeatability-from", default=None, metavar="JSON",
+                    help="take step 1 (repeatability rows, RR feature rows) from the results file of an earlier "
+                         "'--stop-after repeatability' run (e.g. benchmarks/results/ecg_search_repeatability.json) "
+                         "instead of re-training it; the rule is applied to those rows unchanged, and the JSON "
+                         "records where they came from")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +234,19 @@ def main() -> int:
     archs, macs = repeatability_archs(args.n_archs)
     fidelities = []
     rep_rows, results = [], []
-    for base in _fidelities(args):
+    step1_source = None
+    if args.repeatability_from:
+        step1 = json.loads(Path(args.repeatability_from).read_text())
+        rep_rows, rr_rows = step1["rows"], step1["rr_features"]
+        step1_source = {"file": args.repeatability_from, "git_commit": step1["git_commit"],
+                        "command": step1["command"], "date": step1["date"], "wall_minutes": step1["wall_minutes"]}
+        args.rep_seeds = max(2 * r["repeats"] for r in rep_rows)
+        for r in rep_rows:
+            fid = {"epochs": r["epochs"], "data_fraction": r["data_fraction"], "repeats": r["repeats"]}
+            if fid not in fidelities:
+                fidelities.append(fid)
+        print(f"step 1 from {args.repeatability_from} (commit {step1['git_commit'][:10]})", flush=True)
+    for base in ([] if args.repeatability_from else _fidelities(args)):
         opts = _task_options(args, **base, cv_refit=False)
         jobs = [{"key": f"rep|{_fid_key(base)}|{a.hash}|{s}", "arch": a.to_dict(), "seed": s, "options": opts}
                 for s in range(args.rep_seeds) for a in archs]
@@ -272,18 +289,19 @@ def main() -> int:
     args.repeats = chosen_fid.get("repeats", 1)
     fidelity = {"cv_folds": args.folds, **chosen_fid}
     # RR feature sets at the chosen fidelity (seed 0)
-    base_key = _fid_key({**chosen_fid, "repeats": 1})  # one seed (0) of the chosen epochs x fraction
-    jobs = [{"key": f"rr-raw|{base_key}|{a.hash}|0", "arch": a.to_dict(), "seed": 0,
-             "options": _task_options(args, rr_features="raw", cv_refit=False, repeats=1)}
-            for a in archs[::max(1, len(archs) // args.n_rr)]]
-    raw = {r["key"].split("|")[2]: r["metrics"] for r in _cached_map(jobs, out / "repeatability.json",
-                                                                      args.workers, "rr raw")}
-    norm = {r["key"].split("|")[2]: r["metrics"] for r in results
-            if r["key"].startswith(f"rep|{base_key}|") and r["key"].endswith("|0")}
-    rr_archs = [a for a in archs if a.hash in raw]
-    rr_rows = [{"rr_features": name, "n_archs": len(rr_archs), **{k: float(np.mean([m[a.hash][k] for a in rr_archs]))
-                                        for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1", "cv_sv_ap")}}
-               for name, m in (("normalised", norm), ("raw", raw))]
+    if not args.repeatability_from:
+        base_key = _fid_key({**chosen_fid, "repeats": 1})  # one seed (0) of the chosen epochs x fraction
+        jobs = [{"key": f"rr-raw|{base_key}|{a.hash}|0", "arch": a.to_dict(), "seed": 0,
+                 "options": _task_options(args, rr_features="raw", cv_refit=False, repeats=1)}
+                for a in archs[::max(1, len(archs) // args.n_rr)]]
+        raw = {r["key"].split("|")[2]: r["metrics"] for r in _cached_map(jobs, out / "repeatability.json",
+                                                                          args.workers, "rr raw")}
+        norm = {r["key"].split("|")[2]: r["metrics"] for r in results
+                if r["key"].startswith(f"rep|{base_key}|") and r["key"].endswith("|0")}
+        rr_archs = [a for a in archs if a.hash in raw]
+        rr_rows = [{"rr_features": name, "n_archs": len(rr_archs), **{k: float(np.mean([m[a.hash][k] for a in rr_archs]))
+                                            for k in ("cv_S_se", "cv_S_ppv", "cv_S_f1", "cv_macro_f1", "cv_sv_ap")}}
+                   for name, m in (("normalised", norm), ("raw", raw))]
     train_s = [r["train_s"] for r in results]
     _partial(out, "rr_features", rr_rows)
     print(json.dumps(rep_rows, indent=1), json.dumps(rr_rows, indent=1), flush=True)
@@ -348,6 +366,8 @@ def main() -> int:
                             "rejected_by_flash": by("flash_int8_bytes", "flash_kb_int8"),
                             "rejected_by_latency": by("latency_ms"),
                             "best_score": best, "best_cv_macro_f1": best_f1})
+    # seconds per trained search candidate (all folds and repeats, plus the refit), as the store measured them
+    search_s = [t.duration_s for (_, c, _) in searches.values() for t in c if t.duration_s is not None]
     from scipy.stats import mannwhitneyu
 
     p_search = float(mannwhitneyu(best_by["nsga2"], best_by["random"], alternative="greater").pvalue)
@@ -394,12 +414,15 @@ def main() -> int:
         rows.append({**r, "selection": "rule"})  # the rule-chosen model and the reference, both fixed in advance
     for r in posthoc:
         rows.append({**r, "selection": "post-hoc"})
-    md = _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s,
-                   chosen_fid, default_obj)
+    md = _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, search_s,
+                   chosen_fid, default_obj, step1_source)
     _results.write("ecg_search", rows, md, repeatability=rep_rows, rr_features=rr_rows, searches=search_rows,
                    p_nsga2_beats_random=p_search, compound=comp, published=PUBLISHED, fidelity=fidelity,
-                   ds2_accesses=_accesses(args, t_start), wall_minutes=total_min,
-                   cpu_s_per_candidate={"median": float(np.median(train_s)), "max": float(np.max(train_s))})
+                   ds2_accesses=_accesses(args, t_start), wall_minutes=total_min, step1_source=step1_source,
+                   cpu_s_per_search_candidate={"median": float(np.median(search_s)), "max": float(np.max(search_s)),
+                                               "n": len(search_s)},
+                   cpu_s_per_step1_fold_set=({"median": float(np.median(train_s)), "max": float(np.max(train_s))}
+                                             if train_s else None))
     print(md)
     return 0
 
@@ -563,8 +586,8 @@ def _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj) -> str:
     return "\n".join(md)
 
 
-def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, train_s, chosen_fid,
-              default_obj):
+def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, posthoc, total_min, search_s, chosen_fid,
+              default_obj, step1_source=None):
     rule = [r for r in rows if r["selection"] != "post-hoc"]
     cols = ["model", "selection", "fs_hz", "params", "macs", "phi", "alpha", "beta", "gamma", "energy_uj_per_beat",
             "battery_days", "cv_score", "ds2_macro_f1", "N_se", "N_ppv", "S_se", "S_ppv", "V_se", "V_ppv", "F_se",
@@ -574,8 +597,14 @@ def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, postho
           f"{args.epochs} epochs, {args.data_fraction:.0%} of each fold's training beats, then a refit on all DS1; "
           f"pooled out-of-fold scores. "
           f"Scenario: nRF52840, CR2032, {SCENARIO['battery_days']:g} days, <= {SCENARIO['max_params']} parameters. "
-          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores; CPU time per trained fold set (one seed) "
-          f"median {np.median(train_s):.0f} s, max {np.max(train_s):.0f} s.", "",
+          f"Wall time {total_min:.0f} min on {os.cpu_count()} cores"
+          + (f" (step 1 not included: {step1_source['wall_minutes']:.0f} min in its own run)" if step1_source else "")
+          + f"; seconds per trained search candidate (all folds and repeats, and the refit; one-thread worker, "
+          f"two workers on two cores) median {np.median(search_s):.0f} s, max {np.max(search_s):.0f} s over "
+          f"{len(search_s)}.", "",
+          (f"Step 1 was not re-trained by this run: its rows are those of `{step1_source['file']}` "
+           f"(commit {step1_source['git_commit'][:10]}, `{step1_source['command']}`), and the fidelity rule "
+           "below was applied to them unchanged." if step1_source else ""), "",
           _repeatability_md(args, rep_rows, rr_rows, chosen_fid, default_obj), "",
           "## 2. Search against its random control (same budget, seeds, constraints)", "",
           _results.markdown_table(search_rows, ["strategy", "seed", "complete", "rejected", "rejected_by_energy",
