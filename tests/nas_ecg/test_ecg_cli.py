@@ -10,7 +10,8 @@ import pytest
 
 
 def nas(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "nas_core.cli", *args], capture_output=True, text=True, timeout=120,
+    # the timeout only guards against a hang: the first run on a fresh machine also builds the MIT-BIH cache
+    return subprocess.run([sys.executable, "-m", "nas_core.cli", *args], capture_output=True, text=True, timeout=900,
                           env={**os.environ, **(env or {})})
 
 
