@@ -76,28 +76,31 @@ def require_mcu() -> None:
 
 @contextlib.contextmanager
 def _captured_output() -> Iterator[list[str]]:
-    """Send file descriptors 1 and 2 to a temporary file (the converter and TFLM print from C++);
-    the captured text is appended to the yielded list when the block ends."""
+    """Capture what the converter and TFLM print: file descriptors 1 and 2 (C++ logging), ``sys.stdout``/
+    ``sys.stderr`` (progress bars) and warnings; the captured text is appended to the yielded list at the end."""
+    import io
     import sys
+    import warnings
 
     out: list[str] = []
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    text = io.StringIO()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
         try:
-            yield out
+            with warnings.catch_warnings(), contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                warnings.simplefilter("ignore")
+                yield out
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
             tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
+            out.append(tmp.read().decode("utf-8", "replace") + text.getvalue())
 
 
 # -- model structure -----------------------------------------------------------------------------
@@ -179,16 +182,18 @@ def _layer_of_aten(model: Any, example: tuple[Any, ...], aten: str) -> str | Non
     import torch
 
     try:
-        graph = torch.export.export(model, example).graph
+        program = torch.export.export(model, example)
+        graphs = [program.graph, program.run_decompositions().graph]  # the converter sees the decomposed ops
     except Exception:  # noqa: BLE001 - only a better error message is lost
         return None
-    for node in graph.nodes:
-        if node.op == "call_function" and str(node.target).startswith(aten):
-            stack = node.meta.get("nn_module_stack") or {}
-            if stack:
-                path, cls = list(stack.values())[-1]
-                cls_name = getattr(cls, "__name__", None) or str(cls).rsplit(".", 1)[-1].strip("'>")
-                return f"{path or '<model>'} ({cls_name})"
+    for graph in graphs:
+        for node in graph.nodes:
+            if node.op == "call_function" and str(node.target).split(".")[:2] == aten.split(".")[:2]:
+                stack = node.meta.get("nn_module_stack") or {}
+                if stack:
+                    path, cls = list(stack.values())[-1]
+                    cls_name = getattr(cls, "__name__", None) or str(cls).rsplit(".", 1)[-1].strip("'>")
+                    return f"{path or '<model>'} ({cls_name})"
     return None
 
 
