@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
 from nas_core.errors import ConfigError, NasError
 
@@ -295,7 +295,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from nas_core.export import export_trial
 
     res = export_trial(args.dir, args.trial, args.format, quantize=args.quantize,
-                       code_options=_kv(args.option, "--option"))
+                       code_options=_kv(args.option, "--option"), min_agreement=args.min_agreement)
+    if res.tflite is not None:
+        if not args.quiet:
+            _print_tflite(res.path, res.tflite)
+        return 0
     if not args.quiet:
         print(f"wrote {res.path} ({res.fmt}); max |difference| to PyTorch on {res.n_checked} random inputs: "
               f"{res.max_abs_diff:.2e}; provenance {res.sidecar}")
@@ -318,6 +322,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
             else:
                 print(f"int8 accuracy change: not measured ({q['accuracy_note']})")
     return 0
+
+
+def _print_tflite(path: Path, t: Mapping[str, Any]) -> None:
+    c = t["check"]
+    print(f"wrote {path} (full-integer int8 TFLite, {t['size_bytes']} bytes vs {t['float_size_bytes']} float); "
+          f"TFLM arena {t['arena_bytes']} bytes; operators: {', '.join(t['ops'])}")
+    agree = f"class agreement {c['agreement']:.2%} (>= {c['min_agreement']:.0%}), " if c["agreement"] is not None \
+        else "class agreement: not applicable (outputs are not class scores), "
+    print(f"TFLM int8 vs PyTorch fp32 on {c['n']} {c['inputs']} inputs: {agree}max |logit difference| "
+          f"{c['max_abs_diff']:.3g}")
+    if c.get("accuracy_fp32") is not None:
+        print(f"int8 accuracy {c['accuracy_int8']:.4f} vs fp32 {c['accuracy_fp32']:.4f} ({c['accuracy_change']:+.4f}); "
+              f"macro-F1 {c['macro_f1_int8']:.4f} vs {c['macro_f1_fp32']:.4f} ({c['macro_f1_change']:+.4f})")
+    print(f"firmware bundle {t['bundle']} (model_data.h/.cc, model_ops.h, README.md); provenance {path}.json")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -369,10 +387,14 @@ def _parser() -> argparse.ArgumentParser:
                     "(module:attribute); a store alone never makes nas import code")
     rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
     rp.add_argument("dir")
-    ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX or TorchScript (checked)")
+    ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX, TorchScript or int8 "
+                        "TFLite for TFLite Micro (checked)")
     ex.add_argument("dir")
     ex.add_argument("--trial", type=int, required=True)
-    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--format", choices=["onnx", "torchscript", "tflite"], default="onnx",
+                    help="tflite: full-integer int8, run in TFLite Micro, plus a firmware bundle (extra 'mcu')")
+    ex.add_argument("--min-agreement", dest="min_agreement", type=float,
+                    help="least class agreement of the TFLite model with PyTorch (default 0.99)")
     ex.add_argument("--option", action="append", help="re-state a stored task option that names code "
                     "(module:attribute)")
     ex.add_argument("--quantize", choices=["int8"], help="also write an int8 post-training-quantized ONNX model and "

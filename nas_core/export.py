@@ -1,4 +1,4 @@
-"""Export a trained trial's model to ONNX or TorchScript, checked against PyTorch.
+"""Export a trained trial's model to ONNX, TorchScript or int8 TFLite, checked against PyTorch.
 
 ``export_trial(study_dir, trial, fmt)`` rebuilds the trial's architecture with
 its plugin's space, loads the weights the estimator saved
@@ -13,6 +13,11 @@ Every exported file gets a JSON sidecar next to it (``trial-NNNNN.onnx.json``)
 holding its SHA-256, the numerical check, the trial (architecture, seed,
 fidelity, metrics) and the study's provenance (code and package versions, data
 checksums, seed, config, hardware target) plus the environment of the export.
+
+``fmt="tflite"`` (the ``mcu`` extra) writes ``exports/trial-NNNNN.tflite``, a full-integer int8
+model verified in the TensorFlow Lite Micro interpreter on the task's validation data, and the
+firmware bundle ``exports/trial-NNNNN-tflm/`` (C array, op resolver, arena size, README); see
+:mod:`nas_core.export_tflite`.
 
 ``quantize="int8"`` (ONNX only) also writes ``trial-NNNNN.int8.onnx``, an int8
 post-training-quantized model made with ONNX Runtime: static quantization (QDQ,
@@ -40,7 +45,7 @@ from nas_core.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     import torch
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "tflite")
 QUANTIZATIONS = ("int8",)
 #: calibration inputs used for static int8 quantization
 N_CALIBRATION = 256
@@ -57,6 +62,8 @@ class ExportResult:
     accuracy: Mapping[str, float] | None = None
     #: details of the int8 model when ``quantize="int8"``
     quantization: Mapping[str, Any] | None = None
+    #: the TFLM check, operators, arena and bundle of a ``tflite`` export
+    tflite: Mapping[str, Any] | None = None
 
 
 def _inputs(shape: Any, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -95,7 +102,7 @@ def export_model(model: Any, input_shape: Any, path: str | Path, fmt: str = "onn
     """Export ``model`` and check the exported file reproduces its outputs."""
     import torch
 
-    if fmt not in FORMATS:
+    if fmt not in ("onnx", "torchscript"):
         raise ConfigError(f"unknown export format {fmt!r}; use 'onnx' or 'torchscript'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +264,8 @@ def load_weights(path: Path, trial: int) -> dict[str, Any]:
 
 
 def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, registry: Any = None,
-                 quantize: str | None = None, code_options: Mapping[str, Any] | None = None) -> ExportResult:
+                 quantize: str | None = None, code_options: Mapping[str, Any] | None = None,
+                 min_agreement: float | None = None) -> ExportResult:
     from nas_core import provenance
     from nas_core.plugins import Registry
     from nas_core.safety import confined
@@ -265,11 +273,17 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
     from nas_core.store import Store, TrialState
 
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; use 'onnx' or 'torchscript'")
+        raise ConfigError(f"unknown export format {fmt!r}; use 'onnx', 'torchscript' or 'tflite'")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization {quantize!r}; use 'int8'")
-    if quantize is not None and fmt != "onnx":
+    if quantize is not None and fmt == "torchscript":
         raise ConfigError(f"int8 quantization needs --format onnx, not {fmt!r}")
+    if min_agreement is not None and (fmt != "tflite" or not 0.0 <= min_agreement <= 1.0):
+        raise ConfigError(f"min_agreement must be a fraction in 0..1 with --format tflite, got {min_agreement!r}")
+    if fmt == "tflite":
+        from nas_core.export_tflite import require_mcu
+
+        require_mcu()
     if isinstance(trial, bool) or not isinstance(trial, int) or trial < 1:
         raise ConfigError(f"trial must be a positive trial number, got {trial!r}")
     study_dir = Path(study_dir)
@@ -304,6 +318,12 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
         first = (str(exc).strip().splitlines() or [""])[0]
         raise StoreError(f"weights of trial {trial} do not fit its architecture ({first[:200]})") from None
     model.eval()
+    trial_doc = {"number": record.number, "arch": record.arch.to_dict(), "arch_hash": record.arch.hash,
+                 "seed": record.seed, "fidelity": dict(record.fidelity), "metrics": dict(record.metrics),
+                 "costs": dict(record.costs), "weights_sha256": _sha256(weights)}
+    if fmt == "tflite":
+        return _export_tflite(study_dir, trial, model, task, record.arch, min_agreement,
+                              {"trial": trial_doc, "study": study_info, "provenance": study_prov})
     suffix = ".onnx" if fmt == "onnx" else ".pt"
     out = confined(study_dir, "exports", f"trial-{trial:05d}{suffix}")
     res = export_model(model, task.input_shape(record.arch), out, fmt)
@@ -334,9 +354,6 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
             else:
                 quant["accuracy_note"] = "not measured (the model's output is not class scores)"
 
-    trial_doc = {"number": record.number, "arch": record.arch.to_dict(), "arch_hash": record.arch.hash,
-                 "seed": record.seed, "fidelity": dict(record.fidelity), "metrics": dict(record.metrics),
-                 "costs": dict(record.costs), "weights_sha256": _sha256(weights)}
     doc = {"format": fmt, "exported": provenance.now_iso(),
            "check": {"max_abs_diff": res.max_abs_diff, "tolerance": 1e-4, "n_random_inputs": res.n_checked,
                      "against": "the PyTorch model with the trial's saved weights"},
@@ -347,3 +364,38 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
     if quant is not None:
         _write_sidecar(Path(quant["path"]), {**doc, "format": "onnx-int8"})
     return ExportResult(res.path, fmt, res.max_abs_diff, res.n_checked, sidecar, accuracy, quant)
+
+
+def _export_tflite(study_dir: Path, trial: int, model: Any, task: Any, arch: Any, min_agreement: float | None,
+                   context: Mapping[str, Any]) -> ExportResult:
+    """``exports/trial-NNNNN.tflite`` (full-integer int8, TFLM-checked), its sidecar and firmware bundle."""
+    from nas_core import provenance
+    from nas_core.export_tflite import AGREEMENT_THRESHOLD, export_int8_tflite, write_bundle
+    from nas_core.safety import confined
+
+    cal, x_val, y_val, data_note = _task_data(task, arch, model)
+    example = _inputs(task.input_shape(arch), 1, 0)
+    got = export_int8_tflite(model, example, cal, x_val, y_val,
+                             AGREEMENT_THRESHOLD if min_agreement is None else min_agreement)
+    out = confined(study_dir, "exports", f"trial-{trial:05d}.tflite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(got["model"])
+    bundle_dir = confined(study_dir, "exports", f"trial-{trial:05d}-tflm")
+    bundle = write_bundle(bundle_dir, out.name, got["model"], got["ops"], got["arena_bytes"], got["interpreter"],
+                          len(example))
+    check = dict(got["check"])
+    check["data"] = data_note if check["inputs"] == "validation" else "the calibration inputs (no validation data)"
+    n_cal = min(len(cal[0]), 256) if cal is not None else 0
+    info = {"path": str(out), "size_bytes": out.stat().st_size, "float_size_bytes": got["float_bytes"],
+            "quantization": "full-integer int8: int8 weights per channel, int8 activations per tensor, int8 "
+                            f"inputs and outputs; calibrated on {n_cal} inputs",
+            "converter": "litert-torch + ai-edge-quantizer (static_wi8_ai8)", "runtime": "tflite-micro (Python)",
+            "ops": got["ops"], "resolver": bundle["resolver"], "arena_bytes": got["arena_bytes"],
+            "bundle": str(bundle_dir), "check": check}
+    accuracy = ({"pytorch": check["accuracy_fp32"], "exported": check["accuracy_int8"], "n": check["n"]}
+                if check.get("accuracy_fp32") is not None else None)
+    doc = {"format": "tflite", "exported": provenance.now_iso(), "check": check, "tflite": info,
+           "accuracy": accuracy, "accuracy_note": None if accuracy else "not measured (no labelled class data)",
+           "quantization": None, **context, "export_environment": provenance.environment()}
+    sidecar = _write_sidecar(out, doc)
+    return ExportResult(out, "tflite", float(check["max_abs_diff"]), int(check["n"]), sidecar, accuracy, None, info)
