@@ -1,5 +1,13 @@
 """The study: the loop that asks a strategy, checks constraints, evaluates and records.
 
+This module holds the config (:class:`StudyConfig`, validation only), the building of
+a study from it (:func:`build`: space, task, estimator, strategy and target from the
+registries), the loop (:meth:`Study.optimize`: ask, check, run, tell) and the entry
+points that drive one run under the study's lock (:func:`run_study`,
+:func:`resume_study`; each opens the store once). What happens to one trial --
+constraints, store rows, staging of its files, retries -- is
+:class:`nas_core.runner.TrialRunner`'s.
+
 Python API::
 
     from nas_core.study import StudyConfig, run_study
@@ -13,7 +21,9 @@ Guarantees:
 
 * Hard constraints are checked on metrics known before training (hardware costs
   and the task's domain figures); a rejected candidate is stored with its reason
-  and never trained.
+  and never trained. A candidate is built once in the driver for those metrics
+  (under its trial's seed); the in-process executor trains that network, process
+  and Ray workers build their own from the architecture.
 * Every transition is one atomic store write together with the strategy's
   state, so a killed study resumes with nothing completed lost and nothing
   evaluated twice; trials that were running when the driver died are re-run.
@@ -261,6 +271,8 @@ class Study:
                  max_idle_proposals: int | None = None, max_time_s: float | None = None,
                  max_retries: int = 1, retry_on: Sequence[str] = ("died", "timeout")):
         objectives = tuple(objectives)
+        if not objectives:
+            raise ConfigError("a study needs at least one objective, such as Objective('val_accuracy', 'max')")
         validate_metrics(task, target, objectives, constraints)
         self.space = task.space
         self.strategy = strategy
