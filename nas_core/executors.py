@@ -3,6 +3,12 @@
 Both take :class:`Job` objects and hand back :class:`JobResult` objects; only the
 study's driver writes the store, so workers never contend for it.
 
+The driver builds every candidate once to measure its static metrics
+(:func:`seeded_build`, under the trial's seed). The in-process executor trains that
+same network (a :class:`Prebuilt` passed to :meth:`Executor.submit`); the process
+and Ray executors never ship a model: their workers build it again from
+``Job.arch_json`` under the same seed, so both paths start from the same weights.
+
 * :class:`InProcessExecutor` evaluates one job at a time in the driver. The
   per-trial time limit is enforced cooperatively: the estimator receives a
   deadline and raises once it has passed.
@@ -81,8 +87,34 @@ class JobResult:
             object.__setattr__(self, "kind", "ok" if self.ok else "error")
 
 
+@dataclass(frozen=True)
+class Prebuilt:
+    """A candidate the driver already built under its trial's seed (see :func:`seeded_build`).
+
+    ``rng_state`` is torch's CPU generator state right after the build: the evaluator restores it, so
+    training the prebuilt network draws the same random numbers as training a fresh build would.
+    """
+
+    model: Any
+    rng_state: Any
+
+
+def seeded_build(space: Any, arch: Architecture, seed: int) -> Prebuilt:
+    """Build ``arch`` as :class:`Evaluator` does (torch seeded with ``seed``); the caller's torch RNG is kept."""
+    import torch
+
+    saved = torch.random.get_rng_state()
+    try:
+        torch.default_generator.manual_seed(seed)
+        model = space.build(arch)
+        return Prebuilt(model, torch.random.get_rng_state())
+    finally:
+        torch.random.set_rng_state(saved)
+
+
 class Evaluator:
-    """Builds a candidate from its architecture and runs the task's estimator on it (picklable)."""
+    """Builds a candidate from its architecture (or takes the driver's build) and runs the task's estimator
+    on it (picklable)."""
 
     def __init__(self, task: Any):
         self.task = task
@@ -91,7 +123,7 @@ class Evaluator:
     def __getstate__(self) -> dict[str, Any]:
         return {"task": self.task, "_estimator": None}
 
-    def __call__(self, job: Job) -> JobResult:
+    def __call__(self, job: Job, prebuilt: Prebuilt | None = None) -> JobResult:
         import torch
 
         t0 = time.monotonic()
@@ -101,7 +133,11 @@ class Evaluator:
                 self._estimator = self.task.estimator()
             arch = Architecture.from_json(job.arch_json)
             torch.manual_seed(job.seed)  # deterministic initial weights
-            model = self.task.space.build(arch)
+            if prebuilt is None:
+                model = self.task.space.build(arch)
+            else:  # the same network and random stream as a build here (see seeded_build)
+                model = prebuilt.model
+                torch.random.set_rng_state(prebuilt.rng_state)
             metrics = self._estimator.evaluate(EvalContext(arch, model, job.seed, dict(job.fidelity), deadline,
                                                              job.artifact_dir))
             clean: dict[str, float] = {}
@@ -144,7 +180,9 @@ class Executor(ABC):
         """How many jobs may be in flight at once."""
 
     @abstractmethod
-    def submit(self, job: Job) -> None: ...
+    def submit(self, job: Job, prebuilt: Prebuilt | None = None) -> None:
+        """Queue ``job``; ``prebuilt`` is the driver's build of its network, used only by an executor that
+        evaluates in the driver's process (the others ignore it: their workers build from the architecture)."""
 
     @abstractmethod
     def wait(self) -> list[JobResult]:
@@ -169,7 +207,7 @@ class InProcessExecutor(Executor):
 
     def __init__(self, evaluator: Evaluator):
         self.evaluator = evaluator
-        self._queue: list[Job] = []
+        self._queue: list[tuple[Job, Prebuilt | None]] = []
 
     @property
     def capacity(self) -> int:
@@ -179,12 +217,12 @@ class InProcessExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._queue)
 
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
+    def submit(self, job: Job, prebuilt: Prebuilt | None = None) -> None:
+        self._queue.append((job, prebuilt))
 
     def wait(self) -> list[JobResult]:
         jobs, self._queue = self._queue, []
-        return [self.evaluator(job) for job in jobs]
+        return [self.evaluator(job, prebuilt) for job, prebuilt in jobs]
 
 
 def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
@@ -270,8 +308,8 @@ class ProcessExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._queue) + sum(1 for w in self._workers if w.job is not None)
 
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
+    def submit(self, job: Job, prebuilt: Prebuilt | None = None) -> None:
+        self._queue.append(job)  # a worker builds the network itself: ``prebuilt`` stays in the driver
 
     def _dispatch(self) -> None:
         self._ensure_workers()

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ConfigError
-from nas_core.executors import Evaluator, Executor, Job, JobResult, overdue, timeout_result
+from nas_core.executors import Evaluator, Executor, Job, JobResult, Prebuilt, overdue, timeout_result
 
 #: largest total size of the files one trial may ship back to the driver
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
@@ -234,8 +234,8 @@ class RayExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._queue) + sum(1 for s in self._slots if s.job is not None)
 
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
+    def submit(self, job: Job, prebuilt: Prebuilt | None = None) -> None:
+        self._queue.append(job)  # an actor builds the network itself: ``prebuilt`` stays in the driver
 
     def _dispatch(self) -> None:
         ray = _ray()

@@ -1,5 +1,13 @@
 """The study: the loop that asks a strategy, checks constraints, evaluates and records.
 
+This module holds the config (:class:`StudyConfig`, validation only), the building of
+a study from it (:func:`build`: space, task, estimator, strategy and target from the
+registries), the loop (:meth:`Study.optimize`: ask, check, run, tell) and the entry
+points that drive one run under the study's lock (:func:`run_study`,
+:func:`resume_study`; each opens the store once). What happens to one trial --
+constraints, store rows, staging of its files, retries -- is
+:class:`nas_core.runner.TrialRunner`'s.
+
 Python API::
 
     from nas_core.study import StudyConfig, run_study
@@ -13,7 +21,9 @@ Guarantees:
 
 * Hard constraints are checked on metrics known before training (hardware costs
   and the task's domain figures); a rejected candidate is stored with its reason
-  and never trained.
+  and never trained. A candidate is built once in the driver for those metrics
+  (under its trial's seed); the in-process executor trains that network, process
+  and Ray workers build their own from the architecture.
 * Every transition is one atomic store write together with the strategy's
   state, so a killed study resumes with nothing completed lost and nothing
   evaluated twice; trials that were running when the driver died are re-run.
@@ -35,12 +45,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,22 +58,21 @@ from typing import Any, Callable, Mapping, Sequence
 from nas_core.constraints import Constraint
 from nas_core.errors import ConfigError, StoreError
 from nas_core.executor_factory import make_executor
-from nas_core.executors import EXECUTORS, FAILURE_KINDS, Evaluator, Executor, Job, JobResult
+from nas_core.executors import EXECUTORS, FAILURE_KINDS, Evaluator, Executor
 from nas_core.hardware import HardwareTarget
+from nas_core.lock import StudyLock
 from nas_core.plugins import Registry
-from nas_core.space import Architecture, restrict
-from nas_core.store import Store, TrialRecord, TrialState
+from nas_core.runner import Candidate, Progress, TrialRunner, trial_seed
+from nas_core.space import restrict
+from nas_core.store import Store, TrialState
 from nas_core.strategies import CORE_STRATEGIES
-from nas_core.strategies.base import Objective, Proposal, Strategy, TrialResult
-from nas_core.safety import confined
+from nas_core.strategies.base import Objective, Proposal, Strategy
+
+__all__ = ["STORE_NAME", "Progress", "Study", "StudyConfig", "StudySummary", "build", "check_stored_code",
+           "config_from_stored", "load_config", "resume_study", "run_study", "study_id", "trial_seed",
+           "validate_metrics"]
 
 STORE_NAME = "study.db"
-
-
-def trial_seed(study_seed: int, number: int) -> int:
-    """Per-trial seed derived from the study seed and trial number (same in every process)."""
-    digest = hashlib.sha256(f"{study_seed}:{number}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _is_int(v: Any) -> bool:
@@ -248,21 +256,13 @@ class StudySummary:
     stopped_early: str | None = None
 
 
-class Progress:
-    """Callbacks for a running study; the CLI shows a bar, tests may collect events."""
-
-    def start(self, total: int, done: int) -> None: ...
-
-    def trial(self, record: TrialRecord, best: str | None) -> None: ...
-
-    def retry(self, number: int, attempt: int, error: str) -> None:
-        """Trial ``number``'s attempt ``attempt`` failed for an infrastructure reason and runs again."""
-
-    def close(self) -> None: ...
-
-
 class Study:
-    """Runs trials of a task with a strategy into a store."""
+    """Runs trials of a task with a strategy into a store: the loop of ask, check, run and tell.
+
+    Everything that happens to one trial (constraints, store rows, staging of its files,
+    retries) is the :class:`~nas_core.runner.TrialRunner`'s; this class decides when to ask
+    and when to stop.
+    """
 
     def __init__(self, *, task: Any, strategy: Strategy, objectives: Sequence[Objective], store: Store,
                  constraints: Sequence[Constraint] = (), target: HardwareTarget | None = None,
@@ -270,95 +270,48 @@ class Study:
                  time_limit_s: float | None = None, progress: Progress | None = None,
                  max_idle_proposals: int | None = None, max_time_s: float | None = None,
                  max_retries: int = 1, retry_on: Sequence[str] = ("died", "timeout")):
-        self.task = task
+        objectives = tuple(objectives)
+        if not objectives:
+            raise ConfigError("a study needs at least one objective, such as Objective('val_accuracy', 'max')")
+        validate_metrics(task, target, objectives, constraints)
         self.space = task.space
         self.strategy = strategy
-        self.objectives = tuple(objectives)
-        self.constraints = tuple(constraints)
         self.store = store
-        self.target = target
         self.executor = executor or make_executor("inprocess", Evaluator(task))
-        self.seed = int(seed)
         self.fidelity = dict(fidelity or {})
-        self.time_limit_s = time_limit_s
         self.progress = progress or Progress()
         self.max_idle_proposals = max_idle_proposals
         self.max_time_s = max_time_s
-        self.max_retries = int(max_retries)
-        self.retry_on = tuple(retry_on)
-        self._attempts: dict[int, int] = {}   # infrastructure failures so far, per running trial
-        self._staging: dict[int, Path] = {}   # where the current attempt of a running trial saves its files
-        validate_metrics(task, target, self.objectives, self.constraints)
+        self.runner = TrialRunner(task=task, strategy=strategy, store=store, executor=self.executor,
+                                  objective=objectives[0], constraints=constraints, target=target, seed=seed,
+                                  time_limit_s=time_limit_s, progress=self.progress, max_retries=max_retries,
+                                  retry_on=retry_on)
 
-    # -- the loop ------------------------------------------------------------------------
-    def _best_text(self) -> str | None:
-        obj = self.objectives[0]
-        best = None
-        for t in self.store.trials([TrialState.COMPLETE]):
-            v = t.all_metrics().get(obj.name)
-            if v is not None and (best is None or obj.score({obj.name: v}) > obj.score({obj.name: best})):
-                best = v
-        return None if best is None else f"{obj.name}={best:.4g}"
-
-    def _result_of(self, record: TrialRecord) -> TrialResult:
-        return TrialResult(record.state, record.all_metrics(), record.number, dict(record.fidelity))
-
-    # -- trial files: staged per attempt, moved into trials/NNNNN by the driver on completion --------------
-    @property
-    def _trials_dir(self) -> Path:
-        return self.store.path.parent / "trials"
-
-    def _submit(self, number: int, arch: Architecture, fidelity: Mapping[str, Any]) -> None:
-
-
-        attempt = self._attempts.setdefault(number, 0)
-        staging = confined(self.store.path.parent, "trials", ".staging", f"{number:05d}-{os.getpid()}-{attempt}")
-        self._staging[number] = staging
-        self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
-                                 self.time_limit_s, str(staging)))
-
-    def _settle_files(self, number: int, keep: bool) -> None:
-
-
-        staging = self._staging.pop(number, None)
-        if staging is None or not staging.exists():
-            return
-        if keep:
-            final = confined(self.store.path.parent, "trials", f"{number:05d}")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
+    def _ask(self) -> Candidate:
+        """The strategy's next proposal with its fidelity (the study's, overridden by the proposal's)."""
+        proposal = self.strategy.ask()
+        if isinstance(proposal, Proposal):
+            arch, fidelity = proposal.arch, {**self.fidelity, **dict(proposal.fidelity)}
         else:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _should_retry(self, res: JobResult) -> bool:
-        return (not res.ok and res.kind in self.retry_on
-                and self._attempts.get(res.number, 0) < self.max_retries)
-
-    def _retry(self, res: JobResult, proposal: tuple[Architecture, dict[str, Any]]) -> None:
-        attempt = self._attempts.get(res.number, 0) + 1
-        self._settle_files(res.number, keep=False)
-        self.store.note_retry(res.number, f"attempt {attempt} failed ({res.kind}): {res.error or ''}")
-        self._attempts[res.number] = attempt
-        self.progress.retry(res.number, attempt, res.error or "")
-        self._submit(res.number, *proposal)
+            arch, fidelity = proposal, dict(self.fidelity)
+        errs = self.space.errors(arch)
+        if errs:
+            raise RuntimeError(f"strategy '{self.strategy.name}' proposed an architecture outside the space: "
+                               f"{errs[0]}")
+        return arch, fidelity
 
     def optimize(self, budget: int) -> StudySummary:
+        """Run until ``budget`` trials are evaluated (complete or failed), or a stop rule ends the run."""
         if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
             raise ConfigError(f"budget must be a positive integer, got {budget!r}")
         state = self.store.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
-        pending: dict[int, tuple[Architecture, dict[str, Any]]] = {}
-        # files of attempts a killed driver left (confined: a symlinked trials/ or .staging is refused)
-        shutil.rmtree(confined(self.store.path.parent, "trials", ".staging"), ignore_errors=True)
-        for t in self.store.trials([TrialState.RUNNING]):  # in flight when the driver died: run again
-            pending[t.number] = (t.arch, dict(t.fidelity))
-            self._attempts[t.number] = t.attempts  # infrastructure retries it already used
-            self._submit(t.number, t.arch, t.fidelity)
+        runner = self.runner
+        pending = runner.resume()
         done = self.store.count(TrialState.COMPLETE, TrialState.FAILED)
         self.progress.start(budget, done)
-        idle = 0
+        idle = 0  # proposals in a row that cost nothing (rejected or repeated)
         max_idle = self.max_idle_proposals or max(1000, 50 * budget)
         stopped: str | None = None
         t_start = time.monotonic()
@@ -368,102 +321,33 @@ class Study:
                     stopped = (f"the wall-time budget of {self.max_time_s:g} s was reached after {done} evaluated "
                                f"trials; 'nas resume' continues the study")
                 while stopped is None and len(pending) < self.executor.capacity and done + len(pending) < budget:
-                    proposal = self.strategy.ask()
-                    if isinstance(proposal, Proposal):
-                        arch, fidelity = proposal.arch, {**self.fidelity, **dict(proposal.fidelity)}
-                    else:
-                        arch, fidelity = proposal, dict(self.fidelity)
-                    errs = self.space.errors(arch)
-                    if errs:
-                        raise RuntimeError(f"strategy '{self.strategy.name}' proposed an architecture outside the "
-                                           f"space: {errs[0]}")
+                    arch, fidelity = self._ask()
                     if (arch, fidelity) in pending.values():
                         idle += 1
+                    elif (known := runner.known(arch, fidelity)) is not None:
+                        idle += 1
+                        runner.tell_known(arch, known)
                     else:
-                        # the same architecture at the same fidelity is never evaluated twice; a rejection
-                        # (on figures known before training) holds at every fidelity
-                        prior = [t for t in self.store.find(arch.hash) if t.state == TrialState.REJECTED
-                                 or (t.state != TrialState.RUNNING and dict(t.fidelity) == fidelity)]
-                        if prior:
-                            idle += 1
-                            self.strategy.tell(arch, self._result_of(prior[-1]))
-                            self.store.save_strategy_state(self.strategy.state_dict())
-                        else:
-                            number, evaluated = self._start(arch, fidelity)
-                            if number is not None:
-                                pending[number] = (arch, fidelity)
-                                idle = 0
-                            elif evaluated:
-                                done += 1
-                                idle = 0
-                            else:
-                                idle += 1
+                        verdict = runner.check(arch)
+                        number = runner.start(arch, fidelity, verdict)
+                        if number is not None:
+                            pending[number] = (arch, fidelity)
+                        if verdict.error is not None:
+                            done += 1  # a candidate that cannot be built is a failed trial: it costs budget
+                        idle = idle + 1 if verdict.reasons else 0
                     if idle >= max_idle:
                         stopped = (f"the strategy proposed {idle} candidates in a row that were rejected by the "
                                    "constraints or already evaluated; loosen the constraints or enlarge the space")
                 if not pending:
                     break
                 for res in self.executor.wait():
-                    if self._should_retry(res):
-                        self._retry(res, pending[res.number])
-                        continue
-                    self._finish(res, pending.pop(res.number))
-                    done += 1
+                    if not runner.retry(res, pending[res.number]):
+                        runner.finish(res, pending.pop(res.number))
+                        done += 1
         finally:
             self.progress.close()
         return StudySummary(self.store.path, self.store.count(TrialState.COMPLETE), self.store.count(TrialState.FAILED),
                             self.store.count(TrialState.REJECTED), budget, stopped)
-
-    def _start(self, arch: Architecture, fidelity: Mapping[str, Any]) -> tuple[int | None, bool]:
-        """Check a new proposal; returns (number of a submitted trial, whether it consumed budget)."""
-        number_hint = self.store.count() + 1
-        try:
-            model = self.space.build(arch)
-            static = {k: float(v) for k, v in self.task.static_metrics(arch, model, self.target).items()}
-        except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is a failed trial
-            error = f"building the candidate failed: {type(exc).__name__}: {exc}"
-            self.strategy.tell(arch, TrialResult(TrialState.FAILED, {}, number_hint, dict(fidelity)))
-            number = self.store.add_trial(arch, state=TrialState.FAILED, seed=trial_seed(self.seed, number_hint),
-                                          fidelity=fidelity, error=error, strategy_state=self.strategy.state_dict())
-            self.progress.trial(self.store.trial(number), self._best_text())
-            return None, True
-        reasons = [r for r in (c.violation(static) for c in self.constraints) if r]
-        try:
-            reasons += list(self.task.rejections(arch, static, target=self.target))
-        except Exception as exc:  # noqa: BLE001 - a bug in plugin code stops the study with one clear line
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ConfigError(f"the task of space '{self.space.name}' ({type(self.task).__module__}."
-                              f"{type(self.task).__name__}) raised {type(exc).__name__} in rejections() on "
-                              f"{arch.to_json()[:200]}: {first}; fix the plugin (nas_core.testing.check_plugin "
-                              "finds this)") from exc
-        if reasons:
-            self.strategy.tell(arch, TrialResult(TrialState.REJECTED, static, number_hint, dict(fidelity)))
-            self.store.add_trial(arch, state=TrialState.REJECTED, seed=trial_seed(self.seed, number_hint),
-                                 fidelity=fidelity, costs=static, reason="; ".join(reasons),
-                                 strategy_state=self.strategy.state_dict())
-            return None, False
-        number = self.store.add_trial(arch, state=TrialState.RUNNING, seed=trial_seed(self.seed, number_hint),
-                                      fidelity=fidelity, costs=static, strategy_state=self.strategy.state_dict())
-        assert number == number_hint
-        self._submit(number, arch, fidelity)
-        return number, False
-
-    def _finish(self, res: JobResult, proposal: tuple[Architecture, dict[str, Any]]) -> None:
-        arch, fidelity = proposal
-        state = TrialState.COMPLETE if res.ok else TrialState.FAILED
-        record = self.store.trial(res.number)
-        error = res.error
-        retries = self._attempts.pop(res.number, 0)
-        if error and retries:
-            first, _, rest = error.partition("\n")
-            error = f"{first} [attempt {retries + 1} of {retries + 1}; earlier: {((record.error or '').splitlines() or [''])[0]}]" + (
-                f"\n{rest}" if rest else "")
-        # files first: a driver killed between the two steps leaves a running trial, which is re-run
-        self._settle_files(res.number, keep=res.ok)
-        self.strategy.tell(arch, TrialResult(state, {**record.costs, **res.metrics}, res.number, fidelity))
-        self.store.finish_trial(res.number, state=state, metrics=res.metrics, error=error,
-                                duration_s=res.duration_s, strategy_state=self.strategy.state_dict())
-        self.progress.trial(self.store.trial(res.number), self._best_text())
 
 
 def validate_metrics(task: Any, target: HardwareTarget | None, objectives: Sequence[Objective],
@@ -563,49 +447,48 @@ def study_id(config: StudyConfig, space_json: str) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _open_and_run(b: _Built, out_dir: Path, progress: Progress | None, budget: int | None) -> StudySummary:
-    from nas_core.lock import StudyLock
+def _run(b: _Built, out_dir: Path, progress: Progress | None, store: Store | None = None) -> StudySummary:
+    """Drive the study ``b`` into ``out_dir/study.db`` under the driver lock; the store is opened once per run.
 
-    with StudyLock(out_dir):  # one driver per study; a second one is refused before it writes anything
-        return _locked_run(b, out_dir, progress, budget)
+    ``store`` is the study's store when the caller already has it open (``resume_study``, which checked its
+    identity; it stays the caller's to close). Otherwise an existing store is opened, and refused if it
+    belongs to another study, before any worker starts; a new one is created only once the executor is up,
+    so a Ray that cannot be reached leaves no store behind.
+    """
+    from nas_core import provenance
 
-
-def _locked_run(b: _Built, out_dir: Path, progress: Progress | None, budget: int | None) -> StudySummary:
     config = b.config
-    sid = study_id(config, b.task.space.to_json())
+    path = out_dir / STORE_NAME
     stored = {**config.to_dict(), "space_key": b.space_key, "target_key": b.target_key,
               "objectives_resolved": [str(o) for o in b.objectives],
               "constraints_resolved": [str(c) for c in b.constraints],
               "space_definition": json.loads(b.task.space.to_json())}
-    from nas_core import provenance
-
-    record = None
-    if not (out_dir / STORE_NAME).exists():
-        record = provenance.collect(config=stored, seed=config.seed, task=b.task, target=b.target, plugin=b.plugin)
-    if (out_dir / STORE_NAME).exists():  # refuse another study's store before starting any worker
-        Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key, config=stored).close()
-    # the executor first: a Ray that cannot be reached leaves no store behind
-    with make_executor(config.executor, Evaluator(b.task), config.workers, address=config.ray_address,
-                       time_limit_s=config.time_limit_s) as executor:
-        store = Store.create(out_dir / STORE_NAME, study_id=sid, study_name=config.name or b.space_key,
-                             config=stored, provenance=record)
-        try:
-            if store.config.get("budget") != config.budget:
-                store.set_meta("config", json.dumps({**store.config, "budget": config.budget}, sort_keys=True))
-            store.add_run(provenance.run_record({k: config.to_dict()[k] for k in StudyConfig.OPERATIONAL}))
-            study = Study(task=b.task, strategy=b.strategy, objectives=b.objectives, store=store,
-                          constraints=b.constraints, target=b.target, executor=executor, seed=config.seed,
-                          fidelity=config.fidelity, time_limit_s=config.time_limit_s, progress=progress,
-                          max_time_s=config.max_time_s, max_retries=config.max_retries, retry_on=config.retry_on)
-            return study.optimize(budget or config.budget)
-        finally:
-            store.close()
+    sid, name = study_id(config, b.task.space.to_json()), config.name or b.space_key
+    # one driver per study; a second one is refused before it writes anything
+    with StudyLock(out_dir), contextlib.ExitStack() as closing:
+        if store is None and path.exists():
+            store = closing.enter_context(Store.create(path, study_id=sid, study_name=name, config=stored))
+        record = None if store is not None else provenance.collect(config=stored, seed=config.seed, task=b.task,
+                                                                      target=b.target, plugin=b.plugin)
+        executor = closing.enter_context(make_executor(config.executor, Evaluator(b.task), config.workers,
+                                                       address=config.ray_address, time_limit_s=config.time_limit_s))
+        if store is None:
+            store = closing.enter_context(Store.create(path, study_id=sid, study_name=name, config=stored,
+                                                       provenance=record))
+        if store.config.get("budget") != config.budget:
+            store.set_meta("config", json.dumps({**store.config, "budget": config.budget}, sort_keys=True))
+        store.add_run(provenance.run_record({k: config.to_dict()[k] for k in StudyConfig.OPERATIONAL}))
+        study = Study(task=b.task, strategy=b.strategy, objectives=b.objectives, store=store,
+                      constraints=b.constraints, target=b.target, executor=executor, seed=config.seed,
+                      fidelity=config.fidelity, time_limit_s=config.time_limit_s, progress=progress,
+                      max_time_s=config.max_time_s, max_retries=config.max_retries, retry_on=config.retry_on)
+        return study.optimize(config.budget)
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, registry: Registry | None = None,
               progress: Progress | None = None) -> StudySummary:
     """Run (or continue, if ``out_dir`` holds the same study) a study into ``out_dir/study.db``."""
-    return _open_and_run(build(config, registry), Path(out_dir), progress, None)
+    return _run(build(config, registry), Path(out_dir), progress)
 
 
 def stored_code_references(config: StudyConfig, registry: Registry) -> dict[str, str]:
@@ -634,16 +517,16 @@ def check_stored_code(config: StudyConfig, registry: Registry, given: Mapping[st
                               f"{key}={value}")
 
 
-def load_config(out_dir: str | Path) -> StudyConfig:
-    path = Path(out_dir) / STORE_NAME
+def _open_store(out_dir: str | Path) -> Store:
     if not Path(out_dir).is_dir():
         raise StoreError(f"no study directory at {out_dir}")
-    store = Store.open(path)
-    try:
-        stored = store.config
-    finally:
-        store.close()
-    return config_from_stored(stored)
+    return Store.open(Path(out_dir) / STORE_NAME)
+
+
+def load_config(out_dir: str | Path) -> StudyConfig:
+    """The config of the study stored in ``out_dir``."""
+    with _open_store(out_dir) as store:
+        return config_from_stored(store.config)
 
 
 def config_from_stored(stored: Mapping[str, Any]) -> StudyConfig:
@@ -660,21 +543,18 @@ def resume_study(out_dir: str | Path, *, budget: int | None = None, registry: Re
     ``code_options`` re-state the stored task options that name code (see :func:`check_stored_code`); a
     stored Ray address is used only when ``ray_address`` is given again.
     """
-    config = load_config(out_dir)
-    bad = set(operational) - set(StudyConfig.OPERATIONAL)
-    if bad:
-        raise ConfigError(f"only {', '.join(StudyConfig.OPERATIONAL)} may change on resume, not {sorted(bad)}")
-    check_stored_code(config, registry or Registry(), code_options, f"nas resume {out_dir}")
-    changes = {**operational, **({"budget": budget} if budget is not None else {})}
-    if "ray_address" not in changes:
-        changes["ray_address"] = None  # a store never chooses the cluster a resume connects to
-    config = dataclasses.replace(config, **changes)
-    b = build(config, registry)  # the study id is checked before any worker starts or anything is written
-    store = Store.open(Path(out_dir) / STORE_NAME)
-    try:
+    with _open_store(out_dir) as store:  # the one store of this run: read here, then driven by _run
+        config = config_from_stored(store.config)
+        bad = set(operational) - set(StudyConfig.OPERATIONAL)
+        if bad:
+            raise ConfigError(f"only {', '.join(StudyConfig.OPERATIONAL)} may change on resume, not {sorted(bad)}")
+        check_stored_code(config, registry or Registry(), code_options, f"nas resume {out_dir}")
+        changes = {**operational, **({"budget": budget} if budget is not None else {})}
+        if "ray_address" not in changes:
+            changes["ray_address"] = None  # a store never chooses the cluster a resume connects to
+        config = dataclasses.replace(config, **changes)
+        b = build(config, registry)  # the study id is checked before any worker starts or anything is written
         if store.study_id != study_id(config, b.task.space.to_json()):
             raise StoreError(f"study store in {out_dir} does not match the installed plugin's space definition or "
                              "the config it was created with; it belongs to a different study")
-    finally:
-        store.close()
-    return _open_and_run(b, Path(out_dir), progress, None)
+        return _run(b, Path(out_dir), progress, store)

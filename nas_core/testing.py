@@ -189,9 +189,11 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
                 _check(tuple(out.shape) == (1, task.n_outputs), where,
                        f"the network of {a.hash} outputs shape {tuple(out.shape)} for one sample, but the task "
                        f"has n_outputs = {task.n_outputs}; size the last layer to the task's classes")
+            state = _network_state(model)
             for target in check_targets:
                 static = _call(where, "task.static_metrics()", "see the traceback", task.static_metrics, a, model,
                                target)
+                _check_unchanged(where, a, state, model)
                 names = set(task.static_metric_names(target))
                 _check(names <= set(static), where,
                        f"static_metric_names() declares {sorted(names - set(static))} but static_metrics() does "
@@ -214,6 +216,33 @@ def check_plugin(plugin: Plugin, *, n_samples: int = 6, seed: int = 0, task_opti
         from nas_core.estimators.zero_cost import check_proxies
 
         check_proxies(plugin, n_archs=2, seed=seed, task_options=task_options)
+
+
+def _network_state(model: Any) -> dict[str, Any]:
+    """A copy of a network's parameters and buffers, and of every module's training flag."""
+    state: dict[str, Any] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state["training flags"] = [m.training for m in model.modules()]
+    return state
+
+
+def _check_unchanged(where: str, arch: Architecture, before: dict[str, Any], model: Any) -> None:
+    """``task.static_metrics`` left the network as :func:`_network_state` found it (NaN equals NaN)."""
+    import torch
+
+    after = _network_state(model)
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if a is None or b is None:
+            change = f"{key} {'added' if a is None else 'removed'}"
+        elif isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            same = a.shape == b.shape and a.dtype == b.dtype and (
+                torch.equal(a, b) or (a.is_floating_point() and bool(torch.isclose(a, b, 0, 0, True).all())))
+            change = "" if same else f"{key} changed"
+        else:
+            change = "" if a == b else f"{key} changed"
+        _check(not change, where, f"static_metrics() changed the network of {arch.hash} ({change}); the in-process "
+               "executor trains the network the static metrics were measured on: leave its weights, buffers and "
+               "training flags as they were")
 
 
 def _all_dims(space: SearchSpace) -> Iterator[Dimension]:
