@@ -108,7 +108,7 @@ def _cases() -> list[tuple[str, str, bool, Setup]]:
         ("no command", "cli", False, lambda d: []),
         ("unknown command", "cli", False, lambda d: ["train"]),
         ("run without a space", "run", False, lambda d: ["run", "--budget", "2"]),
-        ("space without plugin", "run", False, lambda d: ["run", "safe", "--budget", "2", "--out", "new"]),
+        ("unknown space without plugin", "run", False, lambda d: ["run", "nope", "--budget", "2", "--out", "new"]),
         ("unknown plugin", "run", False, lambda d: ["run", "nope/x", "--budget", "2", "--out", "new"]),
         ("unknown space", "run", False, lambda d: ["run", "toy/nope", "--budget", "2", "--out", "new"]),
         ("budget 0", "run", False, lambda d: ["run", "toy/safe", "--budget", "0", "--out", "new"]),
