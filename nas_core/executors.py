@@ -39,11 +39,14 @@ import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from nas_core.errors import ConfigError, TrialFailed, TrialTimeout
 from nas_core.estimators.base import Estimator, EvalContext
 from nas_core.space import Architecture
+
+if TYPE_CHECKING:
+    from nas_core.task import Task
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Evaluator:
     """Builds a candidate from its architecture (or takes the driver's build) and runs the task's estimator
     on it (picklable)."""
 
-    def __init__(self, task: Any):
+    def __init__(self, task: Task):
         self.task = task
         self._estimator: Estimator | None = None
 

@@ -30,7 +30,10 @@ import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import TYPE_CHECKING, Any, Mapping, cast
+
+if TYPE_CHECKING:
+    from nas_core.task import Task
 
 #: distributions whose versions every record lists (when installed)
 PACKAGES = ("nas-core", "torch", "lightning", "numpy", "scipy", "scikit-learn", "pyyaml", "onnx", "onnxruntime",
@@ -86,7 +89,7 @@ def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str, allow_nan=True))
 
 
-def _hook(task: Any, name: str, default: Any) -> Any:
+def _hook(task: Task | None, name: str, default: Any) -> Any:
     fn = getattr(task, name, None)
     if not callable(fn):
         return default
@@ -96,7 +99,7 @@ def _hook(task: Any, name: str, default: Any) -> Any:
         return {"error": f"{name}() failed: {type(exc).__name__}: {exc}"} if isinstance(default, dict) else default
 
 
-def collect(*, config: Mapping[str, Any], seed: int, task: Any = None, target: Any = None,
+def collect(*, config: Mapping[str, Any], seed: int, task: Task | None = None, target: Any = None,
             plugin: Any = None) -> dict[str, Any]:
     """The full provenance record of a study at creation."""
     checksums = _hook(task, "data_checksums", {}) if task is not None else {}

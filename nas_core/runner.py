@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from nas_core.constraints import Constraint
 from nas_core.errors import ConfigError
@@ -36,6 +36,9 @@ from nas_core.safety import confined
 from nas_core.space import Architecture
 from nas_core.store import Store, TrialRecord, TrialState
 from nas_core.strategies.base import Objective, Strategy, TrialResult
+
+if TYPE_CHECKING:
+    from nas_core.task import Task
 
 #: an architecture and the fidelity it is evaluated at
 Candidate = tuple[Architecture, dict[str, Any]]
@@ -78,7 +81,7 @@ class Verdict:
 class TrialRunner:
     """Checks, starts, retries and finishes the trials of one study run (the driver's side of a trial)."""
 
-    def __init__(self, *, task: Any, strategy: Strategy, store: Store, executor: Executor,
+    def __init__(self, *, task: Task, strategy: Strategy, store: Store, executor: Executor,
                  objective: Objective, constraints: Sequence[Constraint] = (), target: HardwareTarget | None = None,
                  seed: int = 0, time_limit_s: float | None = None, progress: Progress | None = None,
                  max_retries: int = 1, retry_on: Sequence[str] = ("died", "timeout")):

@@ -53,7 +53,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nas_core.constraints import Constraint
 from nas_core.errors import ConfigError, StoreError
@@ -67,6 +67,9 @@ from nas_core.space import restrict
 from nas_core.store import Store, TrialState
 from nas_core.strategies import CORE_STRATEGIES
 from nas_core.strategies.base import Objective, Proposal, Strategy
+
+if TYPE_CHECKING:
+    from nas_core.task import Task
 
 __all__ = ["STORE_NAME", "Progress", "Study", "StudyConfig", "StudySummary", "build", "check_stored_code",
            "config_from_stored", "load_config", "resume_study", "run_study", "study_id", "trial_seed",
@@ -264,7 +267,7 @@ class Study:
     and when to stop.
     """
 
-    def __init__(self, *, task: Any, strategy: Strategy, objectives: Sequence[Objective], store: Store,
+    def __init__(self, *, task: Task, strategy: Strategy, objectives: Sequence[Objective], store: Store,
                  constraints: Sequence[Constraint] = (), target: HardwareTarget | None = None,
                  executor: Executor | None = None, seed: int = 0, fidelity: Mapping[str, Any] | None = None,
                  time_limit_s: float | None = None, progress: Progress | None = None,
@@ -350,7 +353,7 @@ class Study:
                             self.store.count(TrialState.REJECTED), budget, stopped)
 
 
-def validate_metrics(task: Any, target: HardwareTarget | None, objectives: Sequence[Objective],
+def validate_metrics(task: Task, target: HardwareTarget | None, objectives: Sequence[Objective],
                      constraints: Sequence[Constraint]) -> None:
     """Objectives must name known metrics; constraints only metrics known before training."""
     static = set(task.static_metric_names(target))
@@ -380,7 +383,7 @@ def _strategy_class(name: str, registry: Registry) -> Callable[..., Any]:
 class _Built:
     config: StudyConfig
     space_key: str
-    task: Any
+    task: Task
     target: HardwareTarget | None
     target_key: str | None
     strategy: Strategy

@@ -26,6 +26,7 @@ from nas_core.estimators.proxies import (BASELINES as BASELINES, PROXIES as PROX
 from nas_core.space import Architecture, SearchSpace
 
 if TYPE_CHECKING:
+    from nas_core.task import Task
     from nas_core.strategies.base import Objective
 
 __all__ = ["BASELINES", "PROXIES", "ProxyBatch", "ZeroCostEstimator", "ZeroCostTask", "check_proxies",
@@ -63,7 +64,7 @@ class ZeroCostEstimator(Estimator):
         self.metric_names = tuple(f"zc_{p}" for p in self.proxies)
 
     @classmethod
-    def for_task(cls, task: Any, proxies: Sequence[str] = PROXIES + BASELINES, *, batch_size: int = 64,
+    def for_task(cls, task: Task, proxies: Sequence[str] = PROXIES + BASELINES, *, batch_size: int = 64,
                  use_data: bool = True, reinit: bool = True) -> "ZeroCostEstimator":
         """Batches from the task's training data when its estimator trains a classifier on
         :class:`~nas_core.estimators.lightning_trainer.ClassificationData` or cross-validates one on
