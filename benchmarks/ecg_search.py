@@ -631,7 +631,7 @@ def _markdown(args, rep_rows, rr_rows, search_rows, p_search, comp, rows, postho
           *(_compound_md(comp) if comp else [
               "Not run in this invocation (`--skip-compound`): the 2.5 h budget did not hold it beside the six "
               "searches. The workflow runs from one command, `python -m nas_ecg.compound` (see "
-              "docs/ecg.md).", ""]),
+              "plugins/nas_ecg/README.md).", ""]),
           "## 4-5. The rule-chosen model and the reference on DS2 (one evaluation)", "",
           _results.markdown_table(rule, cols), "",
           "Published inter-patient results (DS2; not re-run here):", "",
