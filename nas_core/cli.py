@@ -223,10 +223,11 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
     """Write the report and print the summary line (with ``--quiet`` too: it is the one line a script reads)."""
     from nas_core.report import make_report
 
-    make_report(out)
+    report = make_report(out)
     print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
           f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
-          f"plots {out / 'pareto.png'} (and best_so_far.png, hypervolume.png), model card {out / 'model_card.md'}")
+          f"plots {', '.join(report['plots'])} in {out}; model card {out / 'model_card.md'}"
+          + (f"; training logs {out / 'logs'}" if (out / "logs").is_dir() else ""))
     if summary.complete == 0 and summary.failed > 0:
         print(f"error: every evaluated trial failed ({summary.failed}); see the errors in {out / 'report.md'}",
               file=sys.stderr)
@@ -340,8 +341,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary = make_report(out)
     if not args.quiet:
         print((out / "report.md").read_text())
-        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'pareto.png'}, "
-              f"{out / 'model_card.md'}, {out / 'model_card.html'}; {len(summary['pareto'])} Pareto models")
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'model_card.md'}, "
+              f"{out / 'model_card.html'} and the plots {', '.join(summary['plots'])} in {out}; "
+              f"{len(summary['pareto'])} Pareto models")
     return 0
 
 

@@ -220,6 +220,7 @@ class TrialRunner:
                 prebuilt: Prebuilt | None = None) -> None:
         attempt = self._attempts.setdefault(number, 0)
         staging = confined(self.store.path.parent, "trials", ".staging", f"{number:05d}-{os.getpid()}-{attempt}")
+        confined(self.store.path.parent, "logs", f"trial-{number:05d}")  # refused now, not after training
         self._staging[number] = staging
         log.debug("trial %d attempt %d submitted: %s", number, attempt + 1, arch.hash)
         self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
