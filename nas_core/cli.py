@@ -223,10 +223,10 @@ def _finish(summary: Any, out: Path, quiet: bool) -> int:
     """Write the report and print the summary line (with ``--quiet`` too: it is the one line a script reads)."""
     from nas_core.report import make_report
 
-    report = make_report(out)
+    report = make_report(out) or {}
     print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
           f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
-          f"plots {', '.join(report['plots'])} in {out}; model card {out / 'model_card.md'}"
+          f"plots {', '.join(report.get('plots') or ['pareto.png'])} in {out}; model card {out / 'model_card.md'}"
           + (f"; training logs {out / 'logs'}" if (out / "logs").is_dir() else ""))
     if summary.complete == 0 and summary.failed > 0:
         print(f"error: every evaluated trial failed ({summary.failed}); see the errors in {out / 'report.md'}",

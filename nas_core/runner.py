@@ -225,7 +225,9 @@ class TrialRunner:
         log.debug("trial %d attempt %d submitted: %s", number, attempt + 1, arch.hash)
         self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
                                  self.time_limit_s, str(staging)), prebuilt)
-        self.progress.submitted(number)
+        submitted = getattr(self.progress, "submitted", None)  # a progress object written before it existed
+        if submitted is not None:
+            submitted(number)
 
     def _settle_files(self, number: int, keep: bool) -> None:
         staging = self._staging.pop(number, None)

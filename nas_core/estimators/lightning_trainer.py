@@ -213,8 +213,8 @@ class TrainingEstimator(Estimator):
                 for m in model.modules():  # a fresh initialisation under this run's seed
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
-                other, _, _ = self._fit(ctx, model, ctx.seed + r, train_ds, val_ds, weight, data.n_classes, epochs,
-                                        f"repeat{r + 1}")
+                other, _, _ = self._fit_named(f"repeat{r + 1}", ctx, model, ctx.seed + r, train_ds, val_ds, weight,
+                                              data.n_classes, epochs)
                 f1s.append(other["val_macro_f1"])
                 accs.append(other["val_accuracy"])
             out_metrics.update(val_macro_f1_mean=float(np.mean(f1s)), val_macro_f1_std=float(np.std(f1s)),
@@ -246,15 +246,25 @@ class TrainingEstimator(Estimator):
             w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
         return torch.as_tensor(w, dtype=torch.float32)
 
+    def _fit_named(self, run: str, *args: Any) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
+        """:meth:`_fit` for the run named ``run`` (its log folder; a subclass's ``_fit`` keeps its signature)."""
+        self._run = run
+        try:
+            return self._fit(*args)
+        finally:
+            self._run = ""
+
     def _fit(self, ctx: EvalContext, model: Any, seed: int, train_ds: Any, val_ds: Any, weight: Any, n_classes: int,
-             epochs: int, run: str = "") -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
+             epochs: int, run: str | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
         """One training run: (metrics of the best validation epoch, its weights, epochs run).
 
         With ``val_ds=None`` there is no validation and no early stopping: the run
         lasts ``epochs`` epochs and returns ``({}, final weights, epochs run)``. Its
         metrics are logged to ``ctx.artifact_dir/logs/RUN/metrics.csv`` (``run`` names
-        a fold or repeat; empty for the main run) when the context has a directory.
+        a fold or repeat, by default the one :meth:`_fit_named` gives; empty for the main run) when the context
+        has a directory.
         """
+        run = getattr(self, "_run", "") if run is None else run
         import torch
         import lightning.pytorch as pl
         from torch.utils.data import DataLoader
