@@ -1,10 +1,15 @@
-"""Command line: ``nas plugins | run | resume | report | export``.
+"""Command line: ``nas plugins | run | resume | report | export`` (also ``python -m nas_core``).
 
 Errors caused by the input print one line (``error: ...``) naming the offending
 option and value, and exit with status 2; ``--verbose`` adds the traceback.
 Options override the values of a YAML config file given with ``--config`` (read
 with a safe loader; option values given as ``key=value`` are parsed as YAML
 scalars with the same safe loader).
+
+The progress bar (stderr) shows the trials running, the epoch of an in-process
+trial and the best value so far; ``--quiet`` leaves only the final summary line
+of ``run`` and ``resume``; ``--verbose`` adds the library's log (one line per
+trial) and tracebacks.
 """
 
 from __future__ import annotations
@@ -29,6 +34,24 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise ConfigError(f"{self.prog}: {message}")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help with the defaults of options that have one (not ``None``/``False``) and epilogs kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nas-core")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def _value(text: str, what: str) -> Any:
@@ -110,38 +133,69 @@ def _read_definition(path: str) -> dict[str, Any]:
 
 
 class _Bar(_ProgressBase):
-    """tqdm progress with ETA and the best value so far (disabled with --quiet)."""
+    """tqdm progress (stderr) with ETA, the running trials, the epoch of an in-process trial and the best value
+    so far (disabled with --quiet; --verbose log lines come from the library's loggers)."""
 
     def __init__(self, quiet: bool, verbose: bool):
         self.quiet, self.verbose = quiet, verbose
         self.bar: Any = None  # a tqdm bar once started
+        self.running: list[int] = []
+        self.epoch: dict[int, str] = {}  # trial -> "epoch 2/6" (in-process trials only)
+        self.best: str | None = None
+        self._redirect: Any = None  # tqdm's logging redirection while the bar is shown (--verbose)
 
     def start(self, total: int, done: int) -> None:
         if self.quiet:
             return
         from tqdm import tqdm
 
+        from nas_core.estimators.base import set_epoch_listener
+
         self.bar = tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
                         desc="search", mininterval=0.5)
+        set_epoch_listener(self._epoch)
+        if self.verbose:  # log lines above the bar, not through it
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-    def retry(self, number: int, attempt: int, error: str) -> None:
-        if self.verbose:
-            first = (error.splitlines() or [""])[0]
-            print(f"trial {number} attempt {attempt} failed, running it again: {first}", file=sys.stderr)
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+
+    def _show(self, refresh: bool = False) -> None:
+        if self.bar is None:
+            return
+        parts = [f"trial {n}" + (f" {self.epoch[n]}" if n in self.epoch else "") for n in self.running[:4]]
+        if len(self.running) > 4:
+            parts.append(f"+{len(self.running) - 4} running")
+        if self.best:
+            parts.append(f"best {self.best}")
+        self.bar.set_postfix_str(", ".join(parts), refresh=refresh)
+
+    def _epoch(self, trial: int, epoch: int, epochs: int, stage: str) -> None:
+        self.epoch[trial] = (f"{stage} " if stage else "") + f"epoch {epoch}/{epochs}"
+        self._show(refresh=True)
+
+    def submitted(self, number: int) -> None:
+        if number not in self.running:
+            self.running.append(number)
+        self._show()
 
     def trial(self, record: Any, best: str | None) -> None:
+        if record.number in self.running:
+            self.running.remove(record.number)
+        self.epoch.pop(record.number, None)
+        self.best = best or self.best
         if self.bar is not None:
             self.bar.update(1)
-            if best:
-                self.bar.set_postfix_str(f"best {best}", refresh=False)
-        if self.verbose:
-            msg = f"trial {record.number} {record.state.value} {record.arch.hash}"
-            if record.error:
-                msg += f": {record.error.splitlines()[0]}"
-            print(msg, file=sys.stderr)
+            self._show()
 
     def close(self) -> None:
         if self.bar is not None:
+            from nas_core.estimators.base import set_epoch_listener
+
+            set_epoch_listener(None)
+            if self._redirect is not None:
+                self._redirect.__exit__(None, None, None)
+                self._redirect = None
             self.bar.close()
             self.bar = None
 
@@ -166,13 +220,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _finish(summary: Any, out: Path, quiet: bool) -> int:
+    """Write the report and print the summary line (with ``--quiet`` too: it is the one line a script reads)."""
     from nas_core.report import make_report
 
-    make_report(out)
-    if not quiet:
-        print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
-              f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
-              f"plot {out / 'pareto.png'}, model card {out / 'model_card.md'}")
+    report = make_report(out) or {}
+    print(f"{summary.complete} complete, {summary.failed} failed, {summary.rejected} rejected "
+          f"(budget {summary.budget}); store {out / 'study.db'}; report {out / 'report.md'}, "
+          f"plots {', '.join(report.get('plots') or ['pareto.png'])} in {out}; model card {out / 'model_card.md'}"
+          + (f"; training logs {out / 'logs'}" if (out / "logs").is_dir() else ""))
     if summary.complete == 0 and summary.failed > 0:
         print(f"error: every evaluated trial failed ({summary.failed}); see the errors in {out / 'report.md'}",
               file=sys.stderr)
@@ -286,8 +341,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     summary = make_report(out)
     if not args.quiet:
         print((out / "report.md").read_text())
-        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'pareto.png'}, "
-              f"{out / 'model_card.md'}, {out / 'model_card.html'}; {len(summary['pareto'])} Pareto models")
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'model_card.md'}, "
+              f"{out / 'model_card.html'} and the plots {', '.join(summary['plots'])} in {out}; "
+              f"{len(summary['pareto'])} Pareto models")
     return 0
 
 
@@ -338,42 +394,85 @@ def _print_tflite(path: Path, t: Mapping[str, Any]) -> None:
     print(f"firmware bundle {t['bundle']} (model_data.h/.cc, model_ops.h, README.md); provenance {path}.json")
 
 
+#: examples shown under each command's --help
+_EXAMPLES = {
+    "nas": """examples:
+  nas plugins
+  nas run digits/cnn --budget 8 --option epochs=2 --out runs/digits
+  nas report runs/digits
+  nas export runs/digits --trial 3 --format onnx
+  python -m nas_core --version""",
+    "plugins": """examples:
+  nas plugins""",
+    "run": """examples:
+  nas run digits/cnn --budget 8 --option epochs=2 --out runs/digits
+  nas run digits/cnn --strategy nsga2 --target digits/cortex-m4 --objective val_accuracy:max \\
+      --objective energy_uj:min --constraint "params<=20000" --out runs/digits-nsga2
+  nas run digits/cnn --option accelerator=cpu --executor process --workers 2 --quiet
+  nas run ecg/efficient-cnn --target nrf52840 --battery-days 14 --data-dir DIR --out runs/ecg
+other --flags become task options (--battery-days 7 is --option battery_days=7).""",
+    "resume": """examples:
+  nas resume runs/digits
+  nas resume runs/digits --budget 40 --executor process --workers 2""",
+    "report": """examples:
+  nas report runs/digits
+  nas report runs/digits --quiet   # write the files, print nothing""",
+    "export": """examples:
+  nas export runs/digits --trial 3
+  nas export runs/digits --trial 3 --format onnx --quantize int8
+  nas export runs/ecg --trial 5 --format tflite""",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)  # only a parent: its options are copied into the parsers below
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    common.add_argument("-v", "--verbose", action="store_true", help="per-trial lines, tracebacks on errors")
-    p = _Parser(prog="nas", description="Hardware-aware neural architecture search", parents=[common])
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar; run and resume print only "
+                        "their final summary line, report and export print nothing")
+    common.add_argument("-v", "--verbose", action="store_true", help="log lines (one per trial), tracebacks on errors")
+    p = _Parser(prog="nas", description="Hardware-aware neural architecture search", parents=[common],
+                formatter_class=_Help, epilog=_EXAMPLES["nas"])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
-    sub.add_parser("plugins", parents=[common], help="list installed plugins, spaces, targets, strategies")
-    r = sub.add_parser("run", parents=[common], help="run a search: nas run PLUGIN/SPACE ... (other --flags "
-                       "become task options, e.g. --battery-days 7)")
+
+    def command(name: str, text: str) -> _Parser:
+        parser: _Parser = sub.add_parser(name, parents=[common], help=text, description=text, formatter_class=_Help,
+                                         epilog=_EXAMPLES[name])
+        return parser
+
+    command("plugins", "list installed plugins, spaces, targets, strategies")
+    r = command("run", "run a search: nas run PLUGIN/SPACE ... (other --flags become task options, e.g. "
+                "--battery-days 7)")
     r.add_argument("space", nargs="?", help="search space, e.g. digits/cnn")
     r.add_argument("--config", help="YAML file with study options (options given here override it)")
     r.add_argument("--space-file", help="JSON/YAML space definition narrowing the plugin's space")
-    r.add_argument("--strategy", help="strategy name (nas plugins lists them), e.g. evolution, nsga2, bayesopt")
-    r.add_argument("--budget", type=int, help="number of trials to evaluate")
-    r.add_argument("--seed", type=int)
+    r.add_argument("--strategy", help="strategy name (nas plugins lists them), e.g. evolution, nsga2, bayesopt "
+                   "(default: evolution)")
+    r.add_argument("--budget", type=int, help="number of trials to evaluate (default: 20)")
+    r.add_argument("--seed", type=int, help="study seed (default: 0)")
     r.add_argument("--target", help="hardware target, e.g. digits/cortex-m4")
-    r.add_argument("--out", help="study directory (default runs/SPACE-STRATEGY-seedN)")
-    r.add_argument("--objective", action="append", help="metric:max or metric:min (repeatable)")
+    r.add_argument("--out", help="study directory (default: runs/SPACE-STRATEGY-seedN)")
+    r.add_argument("--objective", action="append", help="metric:max or metric:min (repeatable; default: the "
+                   "task's)")
     r.add_argument("--constraint", action="append", help="hard constraint such as params<=20000 (repeatable)")
-    r.add_argument("--option", action="append", help="task option key=value, e.g. epochs=5 (repeatable)")
+    r.add_argument("--option", action="append", help="task option key=value, e.g. epochs=5, accelerator=cpu "
+                   "(repeatable)")
     r.add_argument("--strategy-option", action="append", help="strategy option key=value (repeatable)")
     r.add_argument("--fidelity", action="append", help="fidelity key=value, e.g. epochs=2 (repeatable)")
     r.add_argument("--executor", choices=["inprocess", "process", "ray"],
-                   help="inprocess (default) | process (worker processes) | ray (Ray actors)")
-    r.add_argument("--workers", type=int, help="parallel workers (process/ray executors)")
+                   help="inprocess | process (worker processes) | ray (Ray actors) (default: inprocess)")
+    r.add_argument("--workers", type=int, help="parallel workers (process/ray executors) (default: 1)")
     r.add_argument("--address", help="existing Ray cluster (auto, HOST:6379 or ray://HOST:10001); default: local Ray")
-    r.add_argument("--estimator", help="train (default) or zero-cost[:PROXY,...]: score candidates with zero-cost "
-                   "proxies (synflow, snip, grad_norm, fisher, jacob_cov, naswot, params, macs) instead of training")
+    r.add_argument("--estimator", help="train or zero-cost[:PROXY,...]: score candidates with zero-cost "
+                   "proxies (synflow, snip, grad_norm, fisher, jacob_cov, naswot, params, macs) instead of training "
+                   "(default: train)")
     r.add_argument("--max-retries", dest="max_retries", type=int,
                    help="re-runs of a trial whose worker died or timed out (default 1)")
-    r.add_argument("--retry-on", dest="retry_on", help="failure kinds retried, comma-separated: died,timeout,error")
+    r.add_argument("--retry-on", dest="retry_on", help="failure kinds retried, comma-separated: died,timeout,error (default: died,timeout)")
     r.add_argument("--time-limit", dest="time_limit", type=float, help="per-trial time limit in seconds")
     r.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     r.add_argument("--name", help="study name")
-    rs = sub.add_parser("resume", parents=[common], help="continue a killed or finished study")
+    rs = command("resume", "continue a killed or finished study")
     rs.add_argument("dir")
     rs.add_argument("--budget", type=int, help="new total budget (default: the original)")
     rs.add_argument("--executor", choices=["inprocess", "process", "ray"])
@@ -385,10 +484,9 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--max-time", dest="max_time", type=float, help="wall-time budget in seconds for this run")
     rs.add_argument("--option", action="append", help="re-state a stored task option that names code "
                     "(module:attribute); a store alone never makes nas import code")
-    rp = sub.add_parser("report", parents=[common], help="Pareto table, plot and JSON summary of a study")
+    rp = command("report", "Pareto table, plots and JSON summary of a study")
     rp.add_argument("dir")
-    ex = sub.add_parser("export", parents=[common], help="export a trained trial to ONNX, TorchScript or int8 "
-                        "TFLite for TFLite Micro (checked)")
+    ex = command("export", "export a trained trial to ONNX, TorchScript or int8 TFLite for TFLite Micro (checked)")
     ex.add_argument("dir")
     ex.add_argument("--trial", type=int, required=True)
     ex.add_argument("--format", choices=["onnx", "torchscript", "tflite"], default="onnx",

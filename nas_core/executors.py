@@ -142,7 +142,7 @@ class Evaluator:
                 model = prebuilt.model
                 torch.random.set_rng_state(prebuilt.rng_state)
             metrics = self._estimator.evaluate(EvalContext(arch, model, job.seed, dict(job.fidelity), deadline,
-                                                             job.artifact_dir))
+                                                             job.artifact_dir, job.number))
             clean: dict[str, float] = {}
             for k, v in metrics.items():
                 v = float(v)

@@ -9,6 +9,12 @@ directory, and runs the exported file on random inputs of the task's input
 shape next to the PyTorch model: the largest absolute difference is returned and
 must stay below ``tolerance``.
 
+ONNX is written by the ``torch.export``-based exporter (``torch.onnx.export(...,
+dynamo=True)``, which needs ``onnxscript``, part of the ``export`` extra); without
+``onnxscript``, or for a model ``torch.export`` cannot capture, the TorchScript-based
+exporter is used instead (deprecated since torch 2.9; its ``DeprecationWarning`` is left
+as it is). The sidecar's ``check.exporter`` says which one wrote the file.
+
 Every exported file gets a JSON sidecar next to it (``trial-NNNNN.onnx.json``)
 holding its SHA-256, the numerical check, the trial (architecture, seed,
 fidelity, metrics) and the study's provenance (code and package versions, data
@@ -33,7 +39,9 @@ returning training and validation splits (like the Lightning
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -44,6 +52,8 @@ from nas_core.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript", "tflite")
 QUANTIZATIONS = ("int8",)
@@ -64,6 +74,8 @@ class ExportResult:
     quantization: Mapping[str, Any] | None = None
     #: the TFLM check, operators, arena and bundle of a ``tflite`` export
     tflite: Mapping[str, Any] | None = None
+    #: which ONNX exporter wrote the file: "dynamo" (torch.export) or "torchscript" (the legacy one)
+    exporter: str | None = None
 
 
 def _inputs(shape: Any, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -97,6 +109,33 @@ def _run_onnx(path: Path, xs: tuple[np.ndarray, ...], batch: int = 512) -> np.nd
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
+def _onnx_export(model: Any, xs: tuple[torch.Tensor, ...], path: Path) -> str:
+    """Write ``model`` to ONNX with a dynamic batch size; returns the exporter used ("dynamo" or "torchscript")."""
+    import torch
+
+    names = _onnx_names(len(xs))
+    if importlib.util.find_spec("onnxscript") is not None:
+        batch = torch.export.Dim("batch")
+        # the exporter notes at WARNING that torchvision's operators are not registered (none is used here)
+        registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+        level = registration.level
+        registration.setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(model, xs, str(path), input_names=names, output_names=["output"],
+                              dynamic_shapes=tuple({0: batch} for _ in xs), dynamo=True, verbose=False,
+                              report=False)
+            return "dynamo"
+        except Exception as exc:  # noqa: BLE001 - a model torch.export cannot capture: the legacy exporter
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            log.warning("torch.export could not capture the model (%s: %s); using the TorchScript-based ONNX "
+                        "exporter", type(exc).__name__, first)
+        finally:
+            registration.setLevel(level)
+    torch.onnx.export(model, xs, str(path), input_names=names, output_names=["output"],
+                      dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}}, dynamo=False)
+    return "torchscript"
+
+
 def export_model(model: Any, input_shape: Any, path: str | Path, fmt: str = "onnx", *, batch: int = 16,
                  tolerance: float = 1e-4, seed: int = 0) -> ExportResult:
     """Export ``model`` and check the exported file reproduces its outputs."""
@@ -110,11 +149,9 @@ def export_model(model: Any, input_shape: Any, path: str | Path, fmt: str = "onn
     xs = _inputs(input_shape, batch, seed)
     with torch.no_grad():
         ref = model(*xs).numpy()
+    exporter = None
     if fmt == "onnx":
-        names = _onnx_names(len(xs))
-        torch.onnx.export(model, xs, str(path), input_names=names, output_names=["output"],
-                          dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}},
-                          dynamo=False)
+        exporter = _onnx_export(model, xs, path)
         out = _run_onnx(path, tuple(x.numpy() for x in xs))
     else:
         scripted = torch.jit.trace(model, xs)
@@ -125,7 +162,7 @@ def export_model(model: Any, input_shape: Any, path: str | Path, fmt: str = "onn
     diff = float(np.max(np.abs(out - ref)))
     if not diff <= tolerance:
         raise ConfigError(f"exported {fmt} model at {path} differs from PyTorch by {diff:.3g} (> {tolerance:g})")
-    return ExportResult(path, fmt, diff, batch)
+    return ExportResult(path, fmt, diff, batch, exporter=exporter)
 
 
 # -- task data for calibration and accuracy ----------------------------------------------------
@@ -356,14 +393,15 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
 
     doc = {"format": fmt, "exported": provenance.now_iso(),
            "check": {"max_abs_diff": res.max_abs_diff, "tolerance": 1e-4, "n_random_inputs": res.n_checked,
-                     "against": "the PyTorch model with the trial's saved weights"},
+                     "against": "the PyTorch model with the trial's saved weights", "exporter": res.exporter},
            "accuracy": accuracy, "accuracy_note": None if accuracy else data_note, "quantization": quant,
            "trial": trial_doc, "study": study_info, "provenance": study_prov,
            "export_environment": provenance.environment()}
     sidecar = _write_sidecar(out, doc)
     if quant is not None:
         _write_sidecar(Path(quant["path"]), {**doc, "format": "onnx-int8"})
-    return ExportResult(res.path, fmt, res.max_abs_diff, res.n_checked, sidecar, accuracy, quant)
+    return ExportResult(res.path, fmt, res.max_abs_diff, res.n_checked, sidecar, accuracy, quant,
+                        exporter=res.exporter)
 
 
 def _export_tflite(study_dir: Path, trial: int, model: Any, task: Any, arch: Any, min_agreement: float | None,

@@ -13,7 +13,9 @@ does the per-trial work and keeps the guarantees listed in :mod:`nas_core.study`
   architecture (the driver never ships a model).
 * Each attempt saves its files into its own staging directory; :meth:`TrialRunner.finish`
   moves them to ``trials/NNNNN`` when the trial completes (removes them otherwise), then
-  tells the strategy and stores the result with the strategy's state in one write.
+  tells the strategy and stores the result with the strategy's state in one write. The
+  training logs an attempt wrote (its ``logs/`` folder) move to ``logs/trial-NNNNN`` either
+  way, so a failed trial's logs remain (the last attempt's, when it was retried).
 * :meth:`TrialRunner.retry` runs an infrastructure failure (a kind in ``retry_on``) again,
   up to ``max_retries`` times, under the same number and seed; the final record keeps
   the earlier attempt's error.
@@ -22,6 +24,7 @@ does the per-trial work and keeps the guarantees listed in :mod:`nas_core.study`
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -40,6 +43,8 @@ from nas_core.strategies.base import Objective, Strategy, TrialResult
 if TYPE_CHECKING:
     from nas_core.task import Task
 
+log = logging.getLogger(__name__)
+
 #: an architecture and the fidelity it is evaluated at
 Candidate = tuple[Architecture, dict[str, Any]]
 
@@ -54,6 +59,9 @@ class Progress:
     """Callbacks for a running study; the CLI shows a bar, tests may collect events."""
 
     def start(self, total: int, done: int) -> None: ...
+
+    def submitted(self, number: int) -> None:
+        """Trial ``number`` was handed to the executor (it runs, or waits for a free worker)."""
 
     def trial(self, record: TrialRecord, best: str | None) -> None: ...
 
@@ -155,6 +163,7 @@ class TrialRunner:
             self.strategy.tell(arch, TrialResult(TrialState.FAILED, {}, number, dict(fidelity)))
             stored = self.store.add_trial(arch, state=TrialState.FAILED, seed=seed, fidelity=fidelity,
                                           error=verdict.error, strategy_state=self.strategy.state_dict())
+            log.info("trial %d failed %s: %s", number, arch.hash, verdict.error.splitlines()[0])
             self.progress.trial(self.store.trial(stored), self._best_text())
             return None
         if verdict.reasons:
@@ -162,6 +171,7 @@ class TrialRunner:
             self.store.add_trial(arch, state=TrialState.REJECTED, seed=seed, fidelity=fidelity,
                                  costs=verdict.static, reason="; ".join(verdict.reasons),
                                  strategy_state=self.strategy.state_dict())
+            log.info("trial %d rejected %s: %s", number, arch.hash, "; ".join(verdict.reasons))
             return None
         stored = self.store.add_trial(arch, state=TrialState.RUNNING, seed=seed, fidelity=fidelity,
                                       costs=verdict.static, strategy_state=self.strategy.state_dict())
@@ -178,6 +188,8 @@ class TrialRunner:
         self._settle_files(res.number, keep=False)
         self.store.note_retry(res.number, f"attempt {attempt} failed ({res.kind}): {res.error or ''}")
         self._attempts[res.number] = attempt
+        log.warning("trial %d attempt %d failed (%s), running it again: %s", res.number, attempt, res.kind,
+                    ((res.error or "").splitlines() or [""])[0])
         self.progress.retry(res.number, attempt, res.error or "")
         self._submit(res.number, *proposal)
         return True
@@ -199,6 +211,11 @@ class TrialRunner:
         self.strategy.tell(arch, TrialResult(state, {**record.costs, **res.metrics}, res.number, fidelity))
         self.store.finish_trial(res.number, state=state, metrics=res.metrics, error=error,
                                 duration_s=res.duration_s, strategy_state=self.strategy.state_dict())
+        if res.ok:
+            log.info("trial %d complete %s in %.1f s: %s", res.number, arch.hash, res.duration_s,
+                     ", ".join(f"{k}={v:.4g}" for k, v in sorted(res.metrics.items())[:6]))
+        else:
+            log.info("trial %d failed %s: %s", res.number, arch.hash, ((error or "").splitlines() or [""])[0])
         self.progress.trial(self.store.trial(res.number), self._best_text())
 
     # -- submission and trial files: staged per attempt, moved into trials/NNNNN on completion --------
@@ -206,14 +223,26 @@ class TrialRunner:
                 prebuilt: Prebuilt | None = None) -> None:
         attempt = self._attempts.setdefault(number, 0)
         staging = confined(self.store.path.parent, "trials", ".staging", f"{number:05d}-{os.getpid()}-{attempt}")
+        confined(self.store.path.parent, "logs", f"trial-{number:05d}")  # refused now, not after training
         self._staging[number] = staging
+        log.debug("trial %d attempt %d submitted: %s", number, attempt + 1, arch.hash)
         self.executor.submit(Job(number, arch.to_json(), trial_seed(self.seed, number), dict(fidelity),
                                  self.time_limit_s, str(staging)), prebuilt)
+        submitted = getattr(self.progress, "submitted", None)  # a progress object written before it existed
+        if submitted is not None:
+            submitted(number)
 
     def _settle_files(self, number: int, keep: bool) -> None:
         staging = self._staging.pop(number, None)
         if staging is None or not staging.exists():
             return
+        logs = staging / "logs"
+        if logs.is_dir() and not logs.is_symlink():
+            dest = confined(self.store.path.parent, "logs", f"trial-{number:05d}")
+            dest.parent.mkdir(exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(logs, dest)
         if keep:
             final = confined(self.store.path.parent, "trials", f"{number:05d}")
             if final.exists():

@@ -10,10 +10,11 @@ executor also kills a trial that overruns its limit).
 from __future__ import annotations
 
 import math
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from nas_core.errors import TrialTimeout
 from nas_core.space import Architecture
@@ -26,11 +27,35 @@ class EvalContext:
     seed: int
     fidelity: Mapping[str, Any] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() value, or None for no limit
-    artifact_dir: str | None = None  # where the estimator may save this trial's weights (model.pt)
+    artifact_dir: str | None = None  # where the estimator may save this trial's weights (model.pt) and logs/
+    trial: int | None = None  # the trial's number in its study (None outside a study)
 
     def check_deadline(self, where: str = "") -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TrialTimeout(f"per-trial time limit exceeded{(' ' + where) if where else ''}")
+
+    def epoch_done(self, epoch: int, epochs: int, stage: str = "") -> None:
+        """Tell the progress display that training finished ``epoch`` of ``epochs`` (``stage``: e.g. ``fold 2``)."""
+        if self.trial is not None:
+            report_epoch(self.trial, epoch, epochs, stage)
+
+
+#: ``listener(trial, epoch, epochs, stage)``, called as in-process training finishes an epoch
+EpochListener = Callable[[int, int, int, str], None]
+_listener: tuple[int, EpochListener] | None = None
+
+
+def set_epoch_listener(listener: EpochListener | None) -> None:
+    """Install (``None``: remove) the listener of epoch ends; it is called only in the process that installed it
+    (a worker process of the process or Ray executor reports nothing)."""
+    global _listener
+    _listener = None if listener is None else (os.getpid(), listener)
+
+
+def report_epoch(trial: int, epoch: int, epochs: int, stage: str = "") -> None:
+    """Call the installed epoch listener, if any, in this process."""
+    if _listener is not None and _listener[0] == os.getpid():
+        _listener[1](trial, epoch, epochs, stage)
 
 
 class Estimator(ABC):

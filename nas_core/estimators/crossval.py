@@ -373,7 +373,8 @@ class GroupedCVEstimator(TrainingEstimator):
                     for m in model.modules():
                         if hasattr(m, "reset_parameters"):
                             m.reset_parameters()
-                _, _, ran = self._fit(ctx, model, seed, train_ds, None, weight, data.n_classes, epochs)
+                _, _, ran = self._fit_named(f"fold{f + 1}" + (f"-repeat{r + 1}" if r else ""), ctx, model, seed,
+                                            train_ds, None, weight, data.n_classes, epochs)
                 epochs_run += ran
                 proba = _predict(model, val_ds)
                 pred = proba.argmax(1)
@@ -404,8 +405,8 @@ class GroupedCVEstimator(TrainingEstimator):
             if fraction < 1.0:
                 all_idx = all_idx[_stratified_fraction(y, fraction)]
             ctx.model.load_state_dict(initial.state_dict())
-            _, state, _ = self._fit(ctx, ctx.model, ctx.seed, subset(all_idx), None,
-                                    self.class_weight(y[all_idx], data.n_classes), data.n_classes, epochs)
+            _, state, _ = self._fit_named("refit", ctx, ctx.model, ctx.seed, subset(all_idx), None,
+                                          self.class_weight(y[all_idx], data.n_classes), data.n_classes, epochs)
             ctx.model.load_state_dict(state)
             self._save(ctx)
         return out

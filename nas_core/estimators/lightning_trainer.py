@@ -1,4 +1,4 @@
-"""Full training with a Lightning ``Trainer`` on the CPU.
+"""Full training with a Lightning ``Trainer`` (on the CPU, or a GPU when asked and present).
 
 :class:`TrainingEstimator` trains any classifier a space builds on data given by
 a picklable factory (so worker processes load it themselves), at a fidelity of
@@ -9,6 +9,12 @@ the trial seed (``seed_everything`` and ``Trainer(deterministic=True)``).
 
 A NaN or infinite loss, or a passed deadline, raises inside a callback and turns
 the trial into a failed one with its cause.
+
+Each training run logs its per-epoch metrics (``train_loss`` and the validation
+metrics) through Lightning's ``CSVLogger``, and TensorBoard's when ``tensorboard``
+is installed, under ``ctx.artifact_dir/logs`` (the study moves them to
+``DIR/logs/trial-NNNNN``). ``accelerator`` and ``devices`` go to the ``Trainer``;
+``devices="auto"`` means one device per trial (the executors run trials side by side).
 """
 
 from __future__ import annotations
@@ -30,6 +36,33 @@ if TYPE_CHECKING:
 from nas_core.errors import ConfigError, TrialFailed
 from nas_core.estimators.base import EvalContext, Estimator
 from nas_core.metrics import accuracy, confusion_matrix, macro_f1, per_class
+
+#: the ``accelerator`` values accepted (Lightning's names); ``auto`` picks a GPU when torch sees one, else the CPU
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def check_device(accelerator: Any, devices: Any) -> tuple[str, int]:
+    """``(accelerator, devices)`` as the ``Trainer`` gets them, or one ``ConfigError`` naming the bad value."""
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    if devices == "auto":
+        return str(accelerator), 1
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices != 1:
+        raise ConfigError(f"devices must be 'auto' or 1 (a trial trains on one device; run trials in parallel with "
+                          f"--workers), got {devices!r}")
+    return str(accelerator), 1
+
+
+def _loggers(root: Any, run: str) -> list[Any]:
+    """Lightning loggers writing into ``root/run`` (CSV always, TensorBoard when it is installed)."""
+    import importlib.util
+
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    out: list[Any] = [CSVLogger(str(root), name=run, version="")]
+    if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None:
+        out.append(TensorBoardLogger(str(root), name=run, version="tensorboard", default_hp_metric=False))
+    return out
 
 
 @dataclass(frozen=True)
@@ -79,7 +112,8 @@ class TrainingEstimator(Estimator):
                  class_weights: str | None = None, early_stopping_patience: int | None = None,
                  monitor: str = "val_macro_f1", macro_f1_classes: tuple[int, ...] | None = None, threads: int | None = None,
                  class_names: tuple[str, ...] | None = None, class_weight_cap: float | None = None,
-                 repeats: int = 1):
+                 repeats: int = 1, accelerator: str = "auto", devices: int | str = "auto"):
+        self.accelerator, self.devices = check_device(accelerator, devices)
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if not 0.0 < data_fraction <= 1.0:
@@ -179,7 +213,8 @@ class TrainingEstimator(Estimator):
                 for m in model.modules():  # a fresh initialisation under this run's seed
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
-                other, _, _ = self._fit(ctx, model, ctx.seed + r, train_ds, val_ds, weight, data.n_classes, epochs)
+                other, _, _ = self._fit_named(f"repeat{r + 1}", ctx, model, ctx.seed + r, train_ds, val_ds, weight,
+                                              data.n_classes, epochs)
                 f1s.append(other["val_macro_f1"])
                 accs.append(other["val_accuracy"])
             out_metrics.update(val_macro_f1_mean=float(np.mean(f1s)), val_macro_f1_std=float(np.std(f1s)),
@@ -189,6 +224,8 @@ class TrainingEstimator(Estimator):
     def _quiet_lightning(self) -> None:
         """Silence Lightning's INFO lines and worker warnings; apply ``threads``."""
         import torch
+
+        import lightning.pytorch  # noqa: F401 - its import sets its loggers' level: lower them afterwards
 
         for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -209,13 +246,25 @@ class TrainingEstimator(Estimator):
             w = np.minimum(w, self.class_weight_cap * w[w > 0].min())
         return torch.as_tensor(w, dtype=torch.float32)
 
+    def _fit_named(self, run: str, *args: Any) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
+        """:meth:`_fit` for the run named ``run`` (its log folder; a subclass's ``_fit`` keeps its signature)."""
+        self._run = run
+        try:
+            return self._fit(*args)
+        finally:
+            self._run = ""
+
     def _fit(self, ctx: EvalContext, model: Any, seed: int, train_ds: Any, val_ds: Any, weight: Any, n_classes: int,
-             epochs: int) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
+             epochs: int, run: str | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor], float]:
         """One training run: (metrics of the best validation epoch, its weights, epochs run).
 
         With ``val_ds=None`` there is no validation and no early stopping: the run
-        lasts ``epochs`` epochs and returns ``({}, final weights, epochs run)``.
+        lasts ``epochs`` epochs and returns ``({}, final weights, epochs run)``. Its
+        metrics are logged to ``ctx.artifact_dir/logs/RUN/metrics.csv`` (``run`` names
+        a fold or repeat, by default the one :meth:`_fit_named` gives; empty for the main run) when the context
+        has a directory.
         """
+        run = getattr(self, "_run", "") if run is None else run
         import torch
         import lightning.pytorch as pl
         from torch.utils.data import DataLoader
@@ -229,17 +278,30 @@ class TrainingEstimator(Estimator):
         module = _ClassifierModule(model, weight=weight, lr=self.lr, weight_decay=self.weight_decay,
                                    n_classes=n_classes, f1_classes=self.macro_f1_classes,
                                    class_names=self.class_names)
-        callbacks: list[Any] = [_Guard(ctx)]
+        callbacks: list[Any] = [_Guard(ctx, run)]
         if self.patience and val_dl is not None:
             callbacks.append(pl.callbacks.EarlyStopping(monitor=self.monitor, mode="max" if "loss" not in self.monitor else "min",
                                                         patience=int(self.patience)))
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, deterministic=True, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=callbacks, num_sanity_val_steps=0,
-                             limit_val_batches=1.0 if val_dl is not None else 0)
+        loggers: list[Any] | bool = False
+        if ctx.artifact_dir:
+            from nas_core.safety import confined
+
+            loggers = _loggers(confined(ctx.artifact_dir, "logs"), run)
+        try:
+            trainer = pl.Trainer(accelerator=self.accelerator, devices=self.devices, max_epochs=epochs,
+                                 deterministic=True, logger=loggers, log_every_n_steps=max(1, min(50, len(train_dl))),
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                 callbacks=callbacks, num_sanity_val_steps=0,
+                                 limit_val_batches=1.0 if val_dl is not None else 0)
+        except Exception as exc:  # noqa: BLE001 - e.g. accelerator=gpu where torch sees no GPU
+            if type(exc).__name__ != "MisconfigurationException":
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise TrialFailed(f"accelerator={self.accelerator!r} cannot be used here: {first}") from None
         if val_dl is None:
             trainer.fit(module, train_dl)
-            return {}, {k: v.detach().clone() for k, v in model.state_dict().items()}, float(trainer.current_epoch)
+            return {}, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, \
+                float(trainer.current_epoch)
         trainer.fit(module, train_dl, val_dl)
         if module.best is None or module.best_state is None:
             raise TrialFailed("training produced no validation result")
@@ -247,12 +309,15 @@ class TrainingEstimator(Estimator):
 
 
 class _Guard:
-    """Lightning callback: fail on NaN/inf loss, stop at the deadline."""
+    """Lightning callback: fail on NaN/inf loss, stop at the deadline, report epoch ends to the progress display."""
 
-    def __new__(cls, ctx: EvalContext) -> Any:  # a lightning.pytorch.Callback (Lightning is imported only here)
+    def __new__(cls, ctx: EvalContext, run: str = "") -> Any:  # a lightning.pytorch.Callback (imported only here)
         import lightning.pytorch as pl
 
         class Guard(pl.Callback):
+            def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                ctx.epoch_done(trainer.current_epoch + 1, int(trainer.max_epochs or 0), run)
+
             def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                    batch_idx: int) -> None:  # noqa: D401
                 loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
@@ -289,7 +354,9 @@ def _ClassifierModule(model: Any, *, weight: torch.Tensor | None, lr: float, wei
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             *xs, y = batch
             logits = self.model(*xs)
-            return torch.nn.functional.cross_entropy(logits, y, weight=self.class_weight)
+            loss = torch.nn.functional.cross_entropy(logits, y, weight=self.class_weight)
+            self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+            return loss
 
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             *xs, y = batch
@@ -313,7 +380,7 @@ def _ClassifierModule(model: Any, *, weight: torch.Tensor | None, lr: float, wei
             key = "val_macro_f1"
             if self.best is None or res[key] > self.best[key]:
                 self.best = {**res, "best_epoch": float(self.current_epoch)}
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)

@@ -126,11 +126,11 @@ class DigitsCNNSpace(SearchSpace):
 
 
 class DigitsTask(Task):
-    """Classify the 8x8 digits; options: epochs, data_fraction, batch_size, lr."""
+    """Classify the 8x8 digits; options: epochs, data_fraction, batch_size, lr, repeats, accelerator, devices."""
 
     name = "digits"
     n_outputs = 10
-    OPTIONS = ("epochs", "data_fraction", "batch_size", "lr", "repeats")
+    OPTIONS = ("epochs", "data_fraction", "batch_size", "lr", "repeats", "accelerator", "devices")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_core.errors import ConfigError
@@ -148,7 +148,8 @@ class DigitsTask(Task):
         return TrainingEstimator(digits_search_data, epochs=int(o.get("epochs", 8)),
                                  data_fraction=float(o.get("data_fraction", 1.0)),
                                  batch_size=int(o.get("batch_size", 64)), lr=float(o.get("lr", 3e-3)),
-                                 repeats=o.get("repeats", 1))
+                                 repeats=o.get("repeats", 1), accelerator=o.get("accelerator", "auto"),
+                                 devices=o.get("devices", "auto"))
 
 
 def _target(name: str) -> Callable[[], HardwareTarget]:

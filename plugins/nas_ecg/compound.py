@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -35,6 +36,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nas_core.errors import ConfigError
 from nas_ecg.crossval import DEFAULT_CV_OBJECTIVE
+
+log = logging.getLogger(__name__)
 
 #: the base design used when none is given (stage blocks, kernels, downsampling, head)
 DEFAULT_BASE = {"stages": [{"block": "separable", "kernel": 5, "downsample": "max"},
@@ -112,7 +115,7 @@ def distinct(base: Mapping[str, Any], triples: Iterable[tuple[float, float, floa
 class Evaluator:
     """Static checks and (when feasible) training of one architecture, remembered in a JSON file."""
 
-    def __init__(self, task, target, constraints, out: Path, seed: int = 0, progress: Callable[[str], None] = print):
+    def __init__(self, task, target, constraints, out: Path, seed: int = 0, progress: Callable[[str], None] = log.info):
         from nas_ecg.space import EfficientECGSpace
 
         self.task, self.target, self.constraints = task, target, list(constraints)
@@ -278,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      options=_options(args.option, args.data_dir),
                      constraints=[Constraint.parse(c) for c in (args.constraint or ["params<=50000"])],
                      score=args.score, tolerance=args.tolerance, phi_step=args.phi_step, phi_max=args.phi_max,
-                     seed=args.seed, workers=args.workers)
+                     seed=args.seed, workers=args.workers, progress=print)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -291,7 +294,7 @@ def run(target_name: str, days: float, out: str | os.PathLike, *, base: Mapping[
         options: Mapping[str, Any] | None = None, constraints: Sequence = (), score: str = DEFAULT_CV_OBJECTIVE,
         tolerance: float = 0.1, phi_step: float = 0.5, phi_max: float = 8.0, seed: int = 0,
         triples: Sequence[tuple[float, float, float]] | None = None, workers: int = 1,
-        progress: Callable[[str], None] = print) -> dict[str, Any]:
+        progress: Callable[[str], None] = log.info) -> dict[str, Any]:
     """The whole workflow; returns (and writes to ``OUT/compound_result.json``) its result."""
     from nas_ecg.budget import load_ecg_target
     from nas_ecg.space import EfficientECGSpace

@@ -100,7 +100,8 @@ class ECGTask(Task):
     target_keys = ECG_EXTRA_KEYS
     OPTIONS = ("data_dir", "cache_dir", "download", "band", "nyquist_k", "battery_days", "heart_rate_bpm", "epochs",
                "patience", "data_fraction", "batch_size", "lr", "val_records", "threads", "repeats", "cv_folds",
-               "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour", "front_end_rates")
+               "cv_fold_seed", "cv_refit", "rr_features", "ble_events_per_hour", "front_end_rates",
+               "accelerator", "devices")
 
     def __init__(self, space: SearchSpace, **options: Any):
         from nas_ecg.budget import DEFAULT_NYQUIST_K, require_band_supported
@@ -169,14 +170,16 @@ class ECGTask(Task):
                                   data_fraction=float(o.get("data_fraction", CV_SEARCH_DEFAULTS["data_fraction"])),
                                   batch_size=int(o.get("batch_size", 256)), lr=float(o.get("lr", 3e-3)),
                                   threads=int(o.get("threads", 1)),
-                                  repeats=o.get("repeats", CV_SEARCH_DEFAULTS["repeats"]))
+                                  repeats=o.get("repeats", CV_SEARCH_DEFAULTS["repeats"]),
+                                  accelerator=o.get("accelerator", "auto"), devices=o.get("devices", "auto"))
         return ECGEstimator(data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"), download=bool(o.get("download", False)),
                             val_records=o.get("val_records"), band=self.band_hz,
                             rr_features=o.get("rr_features"), epochs=int(o.get("epochs", 12)),
                             early_stopping_patience=int(o.get("patience", 3)),
                             data_fraction=float(o.get("data_fraction", 1.0)), batch_size=int(o.get("batch_size", 256)),
                             lr=float(o.get("lr", 3e-3)), threads=int(o.get("threads", 1)),
-                            repeats=o.get("repeats", 1))
+                            repeats=o.get("repeats", 1), accelerator=o.get("accelerator", "auto"),
+                            devices=o.get("devices", "auto"))
 
     def energy_budget(self, target: HardwareTarget):
         from nas_ecg.budget import EnergyBudget

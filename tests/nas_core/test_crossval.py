@@ -202,6 +202,10 @@ def test_real_training_scores_separable_groups_and_refits(tmp_path):
     assert set(est.metric_names) <= set(m)
     assert m["epochs_run"] == 3 * 2 * 8
     assert (tmp_path / "model.pt").exists()
+    # per-fold (and per-seed) Lightning CSV logs, and the refit's
+    logged = sorted(p.parent.relative_to(tmp_path / "logs").as_posix() for p in (tmp_path / "logs").rglob("metrics.csv"))
+    assert logged == ["fold1", "fold1-repeat2", "fold2", "fold2-repeat2", "fold3", "fold3-repeat2", "refit"]
+    assert "train_loss" in (tmp_path / "logs" / "fold2" / "metrics.csv").read_text().splitlines()[0]
     # deterministic under the seed
     again = est.evaluate(EvalContext(Architecture({"a": 1}), torch.nn.Linear(4, 3), seed=3))
     assert again["cv_macro_f1"] == pytest.approx(m["cv_macro_f1"])
