@@ -73,37 +73,54 @@ def _short_json(obj: Any, limit: int = 400) -> str:
 def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[TrialRecord],
                   metric_cols: Sequence[str], plot_name: str | None = "pareto.png",
                   extra_sections: Sequence[str] = ()) -> str:
-    prov = store.provenance
-    cfg = store.config
-    trials = store.trials()
+    """The model card of a study: one section per function below, in the order of Mitchell et al.'s cards."""
+    prov, cfg = store.provenance, store.config
     task = prov.get("task") or {}
-    code = prov.get("code") or {}
+    trials = store.trials()
     name = summary.get("study") or store.meta("study_name")
     L: list[str] = [f"# Model card: {name}", ""]
     L += [f"Neural architecture search study `{store.study_id}` (space `{summary.get('space')}`). This card documents "
           f"the {len(front)} model(s) on its Pareto front; it is generated from the study store by `nas report`.", ""]
-
-    L += ["## Model details", ""]
-    L += [f"- study: {name} (id `{store.study_id}`), created {prov.get('created') or '-'}",
-          f"- search space: `{summary.get('space')}`; strategy `{cfg.get('strategy')}` with options "
-          f"`{_short_json(cfg.get('strategy_options') or {})}`; seed {cfg.get('seed')}; budget {cfg.get('budget')}",
-          f"- objectives: {', '.join(summary.get('objectives') or []) or '-'}",
-          f"- training fidelity: `{_short_json(cfg.get('fidelity') or {})}`; task options "
-          f"`{_short_json(cfg.get('task_options') or {})}`",
-          f"- estimator: {_estimator_text(cfg.get('estimator') or 'train')}",
-          f"- trials: " + ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items()),
-          f"- code: nas-core {code.get('nas_core') or store.meta('nas_core_version')}, git commit "
-          f"`{code.get('git_commit') or 'unknown'}`"]
-    if prov.get("plugin"):
-        L.append(f"- plugin: {prov['plugin'].get('name')} {prov['plugin'].get('version')}")
-    L.append("")
-
+    L += _details_section(store, summary, name)
     L += ["## Intended use", "", str(task.get("intended_use") or DEFAULT_INTENDED_USE), ""]
     if (cfg.get("estimator") or "train") != "train":
         L += ["**These networks are untrained.** The search scored them with zero-cost proxies at initialisation; "
               "train a chosen one (e.g. `nas run` on a space narrowed to it) before any use.", ""]
+    L += _data_section(prov, task)
+    L += _target_section(prov, summary)
+    L += _front_section(summary, front, metric_cols, plot_name)
+    L += _constraints_section(summary, trials)
+    extra = task.get("limitations") or []
+    L += ["## Limitations", "", *[f"- {x}" for x in [*DEFAULT_LIMITATIONS, *([extra] if isinstance(extra, str)
+                                                                              else extra)]], ""]
+    for section in extra_sections:
+        if section and section.strip():
+            L += [section.strip(), ""]
+    L += _provenance_section(store, prov)
+    return "\n".join(L)
 
-    L += ["## Data", ""]
+
+def _details_section(store: Store, summary: Mapping[str, Any], name: Any) -> list[str]:
+    prov, cfg = store.provenance, store.config
+    code = prov.get("code") or {}
+    L = ["## Model details", "",
+         f"- study: {name} (id `{store.study_id}`), created {prov.get('created') or '-'}",
+         f"- search space: `{summary.get('space')}`; strategy `{cfg.get('strategy')}` with options "
+         f"`{_short_json(cfg.get('strategy_options') or {})}`; seed {cfg.get('seed')}; budget {cfg.get('budget')}",
+         f"- objectives: {', '.join(summary.get('objectives') or []) or '-'}",
+         f"- training fidelity: `{_short_json(cfg.get('fidelity') or {})}`; task options "
+         f"`{_short_json(cfg.get('task_options') or {})}`",
+         f"- estimator: {_estimator_text(cfg.get('estimator') or 'train')}",
+         f"- trials: " + ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items()),
+         f"- code: nas-core {code.get('nas_core') or store.meta('nas_core_version')}, git commit "
+         f"`{code.get('git_commit') or 'unknown'}`"]
+    if prov.get("plugin"):
+        L.append(f"- plugin: {prov['plugin'].get('name')} {prov['plugin'].get('version')}")
+    return L + [""]
+
+
+def _data_section(prov: Mapping[str, Any], task: Mapping[str, Any]) -> list[str]:
+    L = ["## Data", ""]
     describe = task.get("describe")
     if describe:
         L += [f"- task: `{_short_json(describe, 600)}`"]
@@ -114,18 +131,22 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
     else:
         L += ["- data checksums: not reported by the task" if prov else
               "- data checksums: not recorded (the study predates provenance records)"]
-    L.append("")
+    return L + [""]
 
-    L += ["## Hardware target", ""]
+
+def _target_section(prov: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str]:
     target = prov.get("hardware_target")
     if target:
-        L += [f"- `{summary.get('target')}`: " + ", ".join(f"{k} {_fmt(v)}" for k, v in target.items()
-                                                           if not isinstance(v, (dict, list)))]
+        line = f"- `{summary.get('target')}`: " + ", ".join(f"{k} {_fmt(v)}" for k, v in target.items()
+                                                           if not isinstance(v, (dict, list)))
     else:
-        L += [f"- {summary.get('target') or 'none (no target given; no latency or energy figures)'}"]
-    L.append("")
+        line = f"- {summary.get('target') or 'none (no target given; no latency or energy figures)'}"
+    return ["## Hardware target", "", line, ""]
 
-    L += ["## Metrics of the Pareto models", ""]
+
+def _front_section(summary: Mapping[str, Any], front: Sequence[TrialRecord], metric_cols: Sequence[str],
+                   plot_name: str | None) -> list[str]:
+    L = ["## Metrics of the Pareto models", ""]
     if front:
         L += _table(["trial", *metric_cols, "architecture"],
                     [[t.number, *[t.all_metrics().get(c) for c in metric_cols], f"`{t.arch.hash}`"] for t in front])
@@ -138,11 +159,13 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
         L += ["", f"Hypervolume of the front: {summary['hypervolume']:.4g}."]
     if plot_name:
         L += ["", f"![Pareto plot]({plot_name})"]
-    L.append("")
+    return L + [""]
 
-    L += ["## Constraints and rejections", ""]
+
+def _constraints_section(summary: Mapping[str, Any], trials: Sequence[TrialRecord]) -> list[str]:
     constraints = summary.get("constraints") or []
-    L += [f"- hard constraints (checked before training): {', '.join(constraints) if constraints else 'none'}"]
+    L = ["## Constraints and rejections", "",
+         f"- hard constraints (checked before training): {', '.join(constraints) if constraints else 'none'}"]
     rejected = summary.get("rejected_reasons") or {}
     if rejected:
         L += [f"- rejected before training: {sum(1 for t in trials if t.state == TrialState.REJECTED)} candidates"]
@@ -159,20 +182,12 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
     retried = [t for t in trials if t.attempts > 1]
     if retried:
         L += [f"- trials re-run after an infrastructure failure: {len(retried)}"]
-    L.append("")
+    return L + [""]
 
-    L += ["## Limitations", ""]
-    extra = task.get("limitations") or []
-    if isinstance(extra, str):
-        extra = [extra]
-    L += [f"- {x}" for x in [*DEFAULT_LIMITATIONS, *extra]]
-    L.append("")
 
-    for section in extra_sections:
-        if section and section.strip():
-            L += [section.strip(), ""]
-
-    L += ["## Provenance", ""]
+def _provenance_section(store: Store, prov: Mapping[str, Any]) -> list[str]:
+    code = prov.get("code") or {}
+    L = ["## Provenance", ""]
     if prov:
         L += [f"- created {prov.get('created')}; Python {prov.get('python')} on {prov.get('platform')}",
               f"- code: nas-core {code.get('nas_core')}, git commit `{code.get('git_commit') or 'unknown'}`",
@@ -187,8 +202,7 @@ def card_markdown(store: Store, summary: Mapping[str, Any], front: Sequence[Tria
                     [[r.get("started"), (r.get("code") or {}).get("nas_core"), (r.get("code") or {}).get("git_commit"),
                       (r.get("operational") or {}).get("executor"), (r.get("operational") or {}).get("workers"),
                       (r.get("operational") or {}).get("budget")] for r in runs])
-    L.append("")
-    return "\n".join(L)
+    return L + [""]
 
 
 # -- a small, escaping Markdown -> HTML converter (the subset the card and report sections use) ----------
