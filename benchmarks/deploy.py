@@ -7,7 +7,8 @@
 **Part A** (no training): architectures of ``ecg/compound-cnn`` (200 sampled with seed 0;
 kept: rates the task accepts, 100-360 Hz, and at most 50 k parameters; then ``--n-ecg``
 evenly spaced MACs quantiles) and ``--n-digits`` of ``digits/cnn`` (spread the same way).
-Each is built with its initial weights, converted with the functions of
+Each is built with its initial weights, BatchNorm drawn away from the identity
+(:func:`trained_like`: a fresh BatchNorm is dropped by the converter, a trained one is not), converted with the functions of
 :mod:`nas_core.export_tflite` (litert-torch, then full-integer int8 by ai-edge-quantizer,
 calibrated on the task's own calibration inputs: 256 DS1 training beats for ECG, the
 estimator's training split for digits) and loaded once in the TFLM Python interpreter.
@@ -52,6 +53,28 @@ import _results  # noqa: E402
 N_OTHERS = 5
 #: the search's parameter limit, applied to the Part A sample too
 MAX_PARAMS = 50_000
+
+
+def trained_like(model: Any, seed: int) -> Any:
+    """``model`` with BatchNorm statistics and affine parameters drawn away from their initial identity.
+
+    A freshly built network's BatchNorm layers are identities (mean 0, variance 1, weight 1, bias 0)
+    and the converter drops them; a trained one's stay as separate MUL/ADD operators with their own
+    tensors. Part A measures the graph a trained model has.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                if m.affine:
+                    m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                    m.bias.copy_(0.1 * torch.randn(n, generator=g))
+    return model
 
 
 def _spread(items: Sequence[Any], n: int, key: Any) -> list[Any]:
@@ -223,7 +246,7 @@ def part_a(args: argparse.Namespace) -> list[dict[str, Any]]:
 
             chosen.sort(key=lambda am: (scaled(am[0])["fs_hz"], am[1]))
         for i, (arch, _) in enumerate(chosen):
-            model = space.build(arch).eval()
+            model = trained_like(space.build(arch), args.seed + i).eval()
             cal, _, _, _ = _task_data(task, arch, model)
             row = measure_row(key, "A", f"{key.split('/')[0]}-{arch.hash[:8]}", model, task.input_shape(arch), cal)
             if key.startswith("ecg/"):
@@ -374,7 +397,7 @@ def markdown(rows: Sequence[dict[str, Any]], summ: dict[str, Any], note: dict[st
                   "add these parts with constants fitted as upper bounds on Part A; the ECG memory constraints use "
                   "them (`est_peak_ram_bytes`, `est_flash_bytes` here). Ratios <= 1 mean the estimate holds."]
     if a:
-        lines += ["", "## Part A: sampled architectures (initial weights)", "", _results.markdown_table(a, cols_a)]
+        lines += ["", "## Part A: sampled architectures (initial weights, BatchNorm made non-trivial)", "", _results.markdown_table(a, cols_a)]
     lines += ["", "## Part B: trained models of the ECG search, DS1 validation beats", ""]
     if note is None:
         lines.append("Not run (no `--studies`).")
