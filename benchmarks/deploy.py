@@ -286,7 +286,11 @@ def part_b(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, An
     chosen_key: tuple[str, int] | None = None
     if args.chosen and Path(args.chosen).is_file():
         doc = json.loads(Path(args.chosen).read_text())
-        chosen_key = (str(Path(doc["study"]).resolve()), int(doc["trial"]))
+        study_dir = Path(doc["study"])
+        if not (study_dir / "study.db").is_file():  # a path relative to where the search ran: next to the file
+            study_dir = Path(args.chosen).resolve().parent / study_dir.name
+        doc["study"] = str(study_dir.resolve())
+        chosen_key = (doc["study"], int(doc["trial"]))
         note["chosen"] = {"study": doc["study"], "trial": int(doc["trial"])}
         if chosen_key[0] not in {str(Path(s).resolve()) for s in args.studies}:
             args.studies = [*args.studies, doc["study"]]
