@@ -365,8 +365,8 @@ def main() -> int:
         search_rows.append({"strategy": strategy, "seed": seed, "complete": len(complete), "rejected": len(rejected),
                             "rejected_by_energy": by("energy_margin_uj", "energy_uj_per_beat"),
                             "rejected_by_params": by("params"),
-                            "rejected_by_ram": by("peak_act_bytes", "peak_ram_kb"),
-                            "rejected_by_flash": by("flash_int8_bytes", "flash_kb_int8"),
+                            "rejected_by_ram": by("arena_int8_bytes", "peak_act_bytes", "peak_ram_kb"),
+                            "rejected_by_flash": by("tflite_int8_bytes", "flash_int8_bytes", "flash_kb_int8"),
                             "rejected_by_latency": by("latency_ms"),
                             "best_score": best, "best_cv_macro_f1": best_f1})
     # seconds per trained search candidate (all folds and repeats, plus the refit), as the store measured them

@@ -434,13 +434,21 @@ def write_bundle(directory: Path, name: str, model: bytes, ops: Sequence[str], a
     return info
 
 
+def evenly_spaced(n: int, most: int) -> np.ndarray:
+    """Indices of at most ``most`` of ``n`` samples spread evenly over all of them (all when ``n <= most``),
+    so that data ordered by record or class (ECG validation beats) is not checked on its first part only."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
+
+
 def export_int8_tflite(model: Any, example: tuple[Any, ...], calibration: Sequence[np.ndarray] | None,
                        x_val: Sequence[np.ndarray] | None, y_val: np.ndarray | None,
                        min_agreement: float = AGREEMENT_THRESHOLD) -> dict[str, Any]:
     """Convert, quantize and verify ``model``; returns ``{"model": bytes, "ops", "arena_bytes", "check", ...}``.
 
     ``example`` are batch-1 float tensors; the check runs on ``x_val`` (else on the calibration
-    inputs). Nothing is written here.
+    inputs; at most :data:`N_VALIDATION_MAX`, evenly spaced over them). Nothing is written here.
     """
     import torch
 
@@ -457,8 +465,9 @@ def export_int8_tflite(model: Any, example: tuple[Any, ...], calibration: Sequen
     source = "validation"
     if x_val is None:
         x_val, y_val, source = calibration, None, "calibration"
-    xs = [np.asarray(x[:N_VALIDATION_MAX], dtype=np.float32) for x in x_val]
-    y = None if y_val is None else np.asarray(y_val)[:N_VALIDATION_MAX]
+    pick = evenly_spaced(len(x_val[0]), N_VALIDATION_MAX)
+    xs = [np.asarray(np.asarray(x)[pick], dtype=np.float32) for x in x_val]
+    y = None if y_val is None else np.asarray(y_val)[pick]
     with torch.no_grad():
         ref = np.concatenate([model(*(torch.as_tensor(x[s:s + 256]) for x in xs)).numpy()
                               for s in range(0, len(xs[0]), 256)])

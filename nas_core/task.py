@@ -53,7 +53,8 @@ class Task(ABC):
         return measure_costs(model, self.input_shape(arch), target).as_metrics()
 
     def static_metric_names(self, target: HardwareTarget | None) -> set[str]:
-        names = {"params", "macs", "layers", "peak_act_bytes", "flash_fp32_bytes", "flash_int8_bytes"}
+        names = {"params", "macs", "layers", "peak_act_bytes", "flash_fp32_bytes", "flash_int8_bytes",
+                 "arena_int8_bytes", "tflite_int8_bytes"}
         if target is not None:
             names.add("latency_ms")
             if target.has_energy_model:

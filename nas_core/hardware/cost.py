@@ -51,6 +51,36 @@ weights; int8 bias (int32), per-channel scale and zero-point overheads, code
 size and BatchNorm running statistics (registered buffers, not parameters) are
 ignored.
 
+**Deployment estimates** (what a full-integer int8 TensorFlow Lite Micro build
+needs; ``benchmarks/deploy.py`` measures both against ``nas export --format
+tflite`` and the TFLM interpreter, ``benchmarks/results/deploy.md``). With
+``steps`` the recorded steps (unit calls plus container-level tensor operations,
+model input and output not counted) and ``channels`` the output channels (or
+features) summed over the layers with MACs:
+
+* ``arena_int8_bytes`` (the tensor arena) =
+  ``ceil(int8 peak * (1 + TFLM_PLANNER_MARGIN))`` (planned activations: 16-byte
+  alignment and the greedy planner's fragmentation) + the largest CMSIS-NN scratch
+  buffer of one layer (:func:`cmsis_nn_scratch_bytes`; the reference kernels of the
+  TFLM Python interpreter need none) + ``TFLM_ARENA_FIXED_BYTES +
+  TFLM_ARENA_BYTES_PER_STEP * steps + TFLM_ARENA_BYTES_PER_CHANNEL * channels``
+  (the interpreter's persistent data: an eval tensor per tensor, node and
+  registration per operator, per-channel requantization multipliers and shifts);
+* ``tflite_int8_bytes`` (the ``.tflite`` in flash) = ``params +
+  TFLITE_FIXED_BYTES + TFLITE_BYTES_PER_STEP * steps + TFLITE_BYTES_PER_CHANNEL *
+  channels`` (int32 biases, a float32 scale and an int64 zero point per channel of
+  every weight and bias tensor, and per tensor and operator the flatbuffer tables
+  and the tensor names litert-torch writes, about half of a small model's file).
+
+The constants are upper bounds fitted on the 28 architectures of that benchmark's
+Part A (``ecg/compound-cnn`` and ``digits/cnn`` with non-trivial BatchNorm, which
+litert-torch keeps as separate operators after a Conv1d; TFLM on x86-64, whose 8-byte
+pointers make the persistent part larger than on a 32-bit MCU) and checked on trained
+ECG trials (Part B); a hardware constraint on them means the model fits with these
+margins. They overestimate 2D networks (digits) by up to 2.5x. The raw
+``peak_act_bytes`` and ``flash_int8_bytes`` underestimate the measured arena by up to
+about 10x and the file by up to about 36x for models of a few thousand parameters.
+
 **Latency and energy** (only with a target), see :func:`estimate_latency_energy`:
 ``cycles = cycles_per_mac * MACs + layer_overhead_cycles * layers``,
 ``latency = cycles / clock_hz``, ``energy = cycles * energy_per_cycle``.
@@ -83,8 +113,16 @@ from nas_core.errors import ConfigError
 from nas_core.hardware.target import HardwareTarget
 
 __all__ = [
+    "TFLITE_BYTES_PER_CHANNEL",
+    "TFLITE_BYTES_PER_STEP",
+    "TFLITE_FIXED_BYTES",
+    "TFLM_ARENA_BYTES_PER_CHANNEL",
+    "TFLM_ARENA_BYTES_PER_STEP",
+    "TFLM_ARENA_FIXED_BYTES",
+    "TFLM_PLANNER_MARGIN",
     "CostReport",
     "MacCounter",
+    "cmsis_nn_scratch_bytes",
     "estimate_latency_energy",
     "measure_costs",
     "measure_host_latency_ms",
@@ -96,6 +134,41 @@ MacCounter = Callable[[nn.Module, tuple[Any, ...], Any], int]
 
 Shape = Sequence[int]
 InputShape = Union[Shape, Sequence[Shape]]
+
+#: share added to the ideal int8 activation peak for TFLM's planner (16-byte alignment of every tensor,
+#: fragmentation of its greedy plan); measured head / ideal peak: <= 1.04 on Part A, up to 1.25 on trained ECG trials
+TFLM_PLANNER_MARGIN = 0.3
+#: TFLM persistent arena data (upper bound on ``benchmarks/deploy.py`` Part A: fit 323 B + 384 B per step
+#: + 5.8 B per channel, x86-64): fixed part, per recorded step, per output channel of a layer with MACs
+TFLM_ARENA_FIXED_BYTES = 512
+TFLM_ARENA_BYTES_PER_STEP = 392
+TFLM_ARENA_BYTES_PER_CHANNEL = 6
+#: ``.tflite`` bytes beyond one per parameter (upper bound on the same models: fit 1264 B per step + 19.2 B
+#: per channel): fixed part (model tables, signature, metadata), per recorded step, per output channel
+TFLITE_FIXED_BYTES = 1024
+TFLITE_BYTES_PER_STEP = 1280
+TFLITE_BYTES_PER_CHANNEL = 20
+
+
+def cmsis_nn_scratch_bytes(module: nn.Module, inputs: tuple[Any, ...]) -> int:
+    """Scratch buffer CMSIS-NN's int8 kernel for ``module`` asks TFLM for on a Cortex-M with the DSP extension.
+
+    ``arm_convolve_s8`` (and ``_1_x_n``): ``2 * in_channels * prod(kernel) * sizeof(int16)``; a 1x1 convolution
+    with stride 1 and a fully connected layer: 0; ``arm_depthwise_conv_s8_opt``: ``in_channels * prod(kernel) *
+    sizeof(int16)``; average pooling: ``channels * sizeof(int32)``. Other modules: 0.
+    """
+    m: Any = module
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        k = math.prod(m.kernel_size)
+        if m.groups == m.in_channels and m.groups > 1:
+            return int(2 * m.in_channels * k)
+        if k == 1 and all(st == 1 for st in m.stride):
+            return 0
+        return int(4 * (m.in_channels // m.groups) * k)
+    if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        x = _first_tensor(inputs)
+        return int(4 * x.shape[1]) if x.dim() > 1 else 0
+    return 0
 
 
 # --------------------------------------------------------------------------------
@@ -114,6 +187,10 @@ class CostReport:
     flash_int8_bytes: int
     latency_ms: float | None = None
     energy_uj: float | None = None
+    #: estimated TFLM tensor arena of the full-integer int8 model (see the module docstring)
+    arena_int8_bytes: int | None = None
+    #: estimated size of the full-integer int8 ``.tflite`` file
+    tflite_int8_bytes: int | None = None
 
     def as_metrics(self) -> dict[str, float]:
         """Metric name -> value, named like the fields; ``None`` values left out."""
@@ -126,6 +203,8 @@ class CostReport:
             "flash_int8_bytes",
             "latency_ms",
             "energy_uj",
+            "arena_int8_bytes",
+            "tflite_int8_bytes",
         )
         return {n: float(getattr(self, n)) for n in names if getattr(self, n) is not None}
 
@@ -286,6 +365,8 @@ class _Tracer(TorchFunctionMode):
         self.keep: list[torch.Tensor] = []  # keeps storages alive so addresses are not reused
         self.macs = 0
         self.layers = 0
+        self.channels = 0  # output channels (features) summed over the layers with MACs
+        self.scratch = 0  # the largest CMSIS-NN scratch buffer of one unit
 
     # -- buffers ----------------------------------------------------------------------
     def _keys(self, obj: Any) -> list[int]:
@@ -345,6 +426,7 @@ class _Tracer(TorchFunctionMode):
         if self.opaque_depth > 0:  # inside another unit
             return
         self.record((args, kwargs), output)
+        self.scratch = max(self.scratch, cmsis_nn_scratch_bytes(module, args))
         counter = _counter_for(type(module), self.overrides)
         if counter is None:
             if self.strict and next(module.parameters(recurse=False), None) is not None:
@@ -363,6 +445,8 @@ class _Tracer(TorchFunctionMode):
         if value > 0:
             self.macs += int(value)
             self.layers += 1
+            out = _first_tensor(output)
+            self.channels += int(out.shape[1]) if out.dim() > 1 else int(out.numel())
 
     def _no_counter(self, module: nn.Module) -> None:
         cls = type(module)
@@ -483,6 +567,11 @@ def measure_costs(
                 h.remove()
 
     params = sum(p.numel() for p in model.parameters())
+    peak = tracer.peak_elements()
+    steps = max(0, len(tracer.steps) - 2)  # without the model input and output records
+    arena = (math.ceil(peak * (1.0 + TFLM_PLANNER_MARGIN)) + tracer.scratch + TFLM_ARENA_FIXED_BYTES
+             + TFLM_ARENA_BYTES_PER_STEP * steps + TFLM_ARENA_BYTES_PER_CHANNEL * tracer.channels)
+    tflite = params + TFLITE_FIXED_BYTES + TFLITE_BYTES_PER_STEP * steps + TFLITE_BYTES_PER_CHANNEL * tracer.channels
     latency_ms = energy_uj = None
     if target is not None:
         latency_ms, energy_uj = estimate_latency_energy(tracer.macs, tracer.layers, target)
@@ -490,11 +579,13 @@ def measure_costs(
         params=params,
         macs=tracer.macs,
         layers=tracer.layers,
-        peak_act_bytes=tracer.peak_elements() * act_bytes,
+        peak_act_bytes=peak * act_bytes,
         flash_fp32_bytes=params * 4,
         flash_int8_bytes=params,
         latency_ms=latency_ms,
         energy_uj=energy_uj,
+        arena_int8_bytes=arena,
+        tflite_int8_bytes=tflite,
     )
 
 

@@ -20,7 +20,9 @@ Three kinds of limit, all checkable before training:
 * **Front-end rates** - the sampling rate must be one the analog front end
   produces (:func:`supported_rates`, :func:`rate_violation`,
   :func:`require_supported_rate`).
-* **Memory** - peak activation memory within SRAM, int8 weights within flash,
+* **Memory** - the estimated TFLM tensor arena within SRAM, the estimated int8
+  ``.tflite`` within flash (``arena_int8_bytes``, ``tflite_int8_bytes`` of the cost
+  model, which ``benchmarks/deploy.py`` checks against TensorFlow Lite Micro),
   and the weight-memory and layer limits of accelerators such as the MAX78000.
 
 Typical use inside the plugin::
@@ -755,7 +757,8 @@ def _mcu_energy_per_cycle(target: HardwareTarget) -> float:
 # --------------------------------------------------------------------------------
 # per-candidate metrics and constraints
 
-_REQUIRED_COSTS = ("macs", "layers", "params", "peak_act_bytes", "flash_int8_bytes")
+_REQUIRED_COSTS = ("macs", "layers", "params", "peak_act_bytes", "flash_int8_bytes", "arena_int8_bytes",
+                   "tflite_int8_bytes")
 
 
 def ecg_static_metrics(
@@ -768,7 +771,8 @@ def ecg_static_metrics(
 
     ``cost_metrics`` are the network's costs for its input at ``fs_hz``
     (``CostReport.as_metrics()``: ``macs``, ``layers``, ``params``,
-    ``peak_act_bytes``, ``flash_int8_bytes`` are needed). Latency and energy are
+    ``peak_act_bytes``, ``flash_int8_bytes``, ``arena_int8_bytes``, ``tflite_int8_bytes`` are needed).
+    Latency and energy are
     recomputed from MACs and layers with ``target``'s cycle model, so any
     ``latency_ms``/``energy_uj`` measured against another target are ignored.
 
@@ -785,7 +789,9 @@ def ecg_static_metrics(
     * ``energy_margin_uj`` = budget - energy per beat (the energy constraint is
       ``energy_margin_uj >= 0``: the budget itself depends on ``fs_hz``),
     * ``battery_days`` (this model on ``budget``'s battery), ``avg_power_uw``,
-    * ``peak_act_bytes``, ``flash_int8_bytes``, ``peak_ram_kb``, ``flash_kb_int8``,
+    * ``peak_act_bytes``, ``flash_int8_bytes`` (the ideal activation peak, one byte per parameter),
+      ``arena_int8_bytes``, ``tflite_int8_bytes`` (the deployment estimates the memory constraints use),
+      ``peak_ram_kb`` = arena / 1024, ``flash_kb_int8`` = ``.tflite`` / 1024,
     * ``weights`` (= ``params``: weights plus biases, an upper bound on the 8-bit
       weights), ``layers``, and ``weight_memory_fraction`` (= weights / max_weights)
       when the target has ``max_weights`` (MAX78000).
@@ -824,8 +830,10 @@ def ecg_static_metrics(
         "avg_power_uw": budget.average_power_w(per_beat_j, fs) * 1e6,
         "peak_act_bytes": costs["peak_act_bytes"],
         "flash_int8_bytes": costs["flash_int8_bytes"],
-        "peak_ram_kb": costs["peak_act_bytes"] / 1024.0,
-        "flash_kb_int8": costs["flash_int8_bytes"] / 1024.0,
+        "arena_int8_bytes": costs["arena_int8_bytes"],
+        "tflite_int8_bytes": costs["tflite_int8_bytes"],
+        "peak_ram_kb": costs["arena_int8_bytes"] / 1024.0,
+        "flash_kb_int8": costs["tflite_int8_bytes"] / 1024.0,
         "weights": weights,
         "layers": costs["layers"],
     }
@@ -859,8 +867,9 @@ def ecg_constraints(
     (``energy_margin_uj >= 0``, i.e. ``energy_uj_per_beat <= budget(fs_hz)``: the
     budget depends on ``fs_hz``, so the bound is on the margin metric); real time
     (``latency_ms <= 60000 / realtime_heart_rate_bpm``, the shortest RR interval;
-    ``None`` drops it); activations within SRAM less ``extra.ram_reserved_bytes``;
-    int8 weights within flash less ``extra.flash_reserved_bytes``; and, where the
+    ``None`` drops it); the estimated TFLM arena (``arena_int8_bytes``) within SRAM less
+    ``extra.ram_reserved_bytes``; the estimated ``.tflite`` (``tflite_int8_bytes``) within flash less
+    ``extra.flash_reserved_bytes``; and, where the
     target has them, ``weights <= max_weights`` and ``layers <= extra.max_layers``.
 
     ``budget`` (default ``EnergyBudget.from_target(target)``) must be the one given to
@@ -900,18 +909,19 @@ def ecg_constraints(
         )
     cons.append(
         Constraint(
-            "peak_act_bytes",
+            "arena_int8_bytes",
             "<=",
             target.sram_bytes - sram_res,
-            f"int8 activation arena within {target.name} SRAM: {target.sram_bytes} B - {sram_res} B reserved",
+            f"estimated TFLM int8 tensor arena within {target.name} SRAM: {target.sram_bytes} B - {sram_res} B "
+            "reserved",
         )
     )
     cons.append(
         Constraint(
-            "flash_int8_bytes",
+            "tflite_int8_bytes",
             "<=",
             target.flash_bytes - flash_res,
-            f"int8 weights within {target.name} flash: {target.flash_bytes} B - {flash_res} B reserved",
+            f"estimated int8 .tflite within {target.name} flash: {target.flash_bytes} B - {flash_res} B reserved",
         )
     )
     if target.max_weights is not None:

@@ -181,6 +181,42 @@ class ECGTask(Task):
                             repeats=o.get("repeats", 1), accelerator=o.get("accelerator", "auto"),
                             devices=o.get("devices", "auto"))
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_data_at", None)  # arrays read for an export are not shipped to workers
+        return state
+
+    def _search_data(self, arch: Architecture) -> ClassificationData:
+        """DS1 at ``arch``'s rate split as the plain (non-CV) estimator splits it: training records and the
+        whole held-out ``val_records`` (loader default 114, 201, 205, 223). Never DS2. One rate is kept."""
+        fs = float(arch["fs_hz"]) if "fs_hz" in arch else scaled(arch)["fs_hz"]
+        cached = getattr(self, "_data_at", None)
+        if cached is None or cached[0] != fs:
+            o = self.options
+            extra = {} if "val_records" not in o else {"val_records": o["val_records"]}
+            self._data_at = (fs, search_data(fs, data_dir=o.get("data_dir"), cache_dir=o.get("cache_dir"),
+                                             download=bool(o.get("download", False)), band=self.band_hz,
+                                             rr_features=o.get("rr_features") or "normalised", **extra))
+        return self._data_at[1]
+
+    def validation_data(self, arch: Architecture) -> tuple[Any, Any]:
+        """``((x, rr), y)``: every beat of the DS1 validation records at ``arch``'s rate (``nas export``'s checks).
+
+        With ``cv_folds`` these are the same records; a ``cv_refit`` model was trained on all of DS1, so
+        for it they measure the agreement of the int8 model with PyTorch, not held-out accuracy.
+        """
+        data = self._search_data(arch)
+        return data.x_val, data.y_val
+
+    def calibration_data(self, arch: Architecture) -> tuple[Any, Any]:
+        """``(x, rr)`` of 256 DS1 training beats (a fixed random draw, seed 0) at ``arch``'s rate."""
+        import numpy as np
+
+        data = self._search_data(arch)
+        x, rr = data.x_train
+        idx = np.sort(np.random.default_rng(0).permutation(len(x))[:256])
+        return x[idx], rr[idx]
+
     def energy_budget(self, target: HardwareTarget):
         from nas_ecg.budget import EnergyBudget
 

@@ -64,6 +64,17 @@ def test_digits_model_runs_in_tflm_and_agrees_with_pytorch(exported, capsys):
     pred = np.argmax(run_tflm(interp, [np.asarray(x_val, dtype=np.float32)]), axis=1)
     assert np.mean(pred == y_val) >= 0.8
     assert 1000 < t["arena_bytes"] < 64 * 1024 and "CONV_2D" in t["ops"] and "FULLY_CONNECTED" in t["ops"]
+    # the cost model's deployment estimates hold for the exported file and the arena TFLM used
+    costs = side["trial"]["costs"]
+    assert t["arena_bytes"] <= costs["arena_int8_bytes"] and t["size_bytes"] <= costs["tflite_int8_bytes"]
+
+
+def test_validation_inputs_are_spread_over_the_data():
+    from nas_core.export_tflite import evenly_spaced
+
+    assert list(evenly_spaced(5, 10)) == [0, 1, 2, 3, 4]
+    idx = evenly_spaced(9103, 2000)
+    assert len(idx) == 2000 and idx[0] == 0 and idx[-1] == 9102 and np.all(np.diff(idx) > 0)
 
 
 def test_firmware_bundle_c_array_round_trips_and_lists_the_resolver_ops(exported):

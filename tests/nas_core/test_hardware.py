@@ -209,6 +209,10 @@ def test_latency_and_energy_from_target_by_hand() -> None:
         "flash_int8_bytes": 104.0,
         "latency_ms": pytest.approx(0.586),
         "energy_uj": pytest.approx(3.516),
+        # ceil(368 * 1.3) + CMSIS-NN scratch 2*4*3*2 + 512 + 392 * 1 step + 6 * 8 channels
+        "arena_int8_bytes": 479.0 + 48.0 + 512.0 + 392.0 + 48.0,
+        # 104 params + 1024 + 1280 * 1 step + 20 * 8 channels
+        "tflite_int8_bytes": 104.0 + 1024.0 + 1280.0 + 160.0,
     }
     direct = HardwareTarget(
         name="direct", description="", clock_hz=1e6, sram_bytes=1, flash_bytes=1,
@@ -228,6 +232,29 @@ def test_target_without_energy_model() -> None:
     assert "energy_uj" not in report.as_metrics()
     with pytest.raises(ConfigError, match="'no-energy'.*energy_per_cycle_j"):
         target.energy_per_cycle()
+
+
+def test_deployment_estimates_by_hand() -> None:
+    from nas_core.hardware import cost
+
+    net = nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1, groups=8),
+                        nn.Conv1d(8, 16, 1), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(16 * 50, 5))
+    r = measure_costs(net, (2, 100))
+    # 7 unit steps; channels 8 + 8 + 16 + 5 = 37; int8 peak: Linear's input 800 + output 5... the widest
+    # pair is conv 1x1 in (800) + out (1600) = 2400
+    assert r.peak_act_bytes == 2400
+    # scratch: conv k5 4*2*5 = 40, depthwise 2*8*3 = 48, 1x1 stride 1: 0, avg pool 4*16 = 64 -> 64
+    assert cost.cmsis_nn_scratch_bytes(net[0], (torch.zeros(1, 2, 100),)) == 40
+    assert cost.cmsis_nn_scratch_bytes(net[2], (torch.zeros(1, 8, 100),)) == 48
+    assert cost.cmsis_nn_scratch_bytes(net[3], (torch.zeros(1, 8, 100),)) == 0
+    assert cost.cmsis_nn_scratch_bytes(net[4], (torch.zeros(1, 16, 100),)) == 64
+    assert cost.cmsis_nn_scratch_bytes(net[6], (torch.zeros(1, 800),)) == 0
+    assert r.arena_int8_bytes == (3120 + 64 + cost.TFLM_ARENA_FIXED_BYTES + 7 * cost.TFLM_ARENA_BYTES_PER_STEP
+                                  + 37 * cost.TFLM_ARENA_BYTES_PER_CHANNEL)
+    assert r.tflite_int8_bytes == (r.params + cost.TFLITE_FIXED_BYTES + 7 * cost.TFLITE_BYTES_PER_STEP
+                                   + 37 * cost.TFLITE_BYTES_PER_CHANNEL)
+    # the deployment estimates never undercut the raw figures
+    assert r.arena_int8_bytes > r.peak_act_bytes and r.tflite_int8_bytes > r.flash_int8_bytes
 
 
 def test_as_metrics_omits_none() -> None:

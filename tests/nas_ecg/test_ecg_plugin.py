@@ -93,7 +93,8 @@ def test_constraints_reject_before_training_with_reasons(tmp_path):
     static = task.static_metrics(ok, CompoundECGSpace().build(ok), target)
     assert all(c.violation(static) is None for c in cons)
     assert static["energy_uj_per_beat"] < static["energy_budget_uj_per_beat"]
-    assert math.isclose(static["peak_ram_kb"], static["peak_act_bytes"] / 1024)
+    assert math.isclose(static["peak_ram_kb"], static["arena_int8_bytes"] / 1024)
+    assert static["arena_int8_bytes"] > static["peak_act_bytes"] and static["tflite_int8_bytes"] > static["params"]
 
 
 @needs_data
@@ -153,3 +154,21 @@ def test_data_checksums_cover_ds1_and_change_with_the_files(tmp_path):
         f.seek(100)
         f.write(bytes([b[0] ^ 1]))
     assert MitBih(tmp_path, cache_dir=tmp_path / "c").checksums(["101"])["101"] != sums["mitdb/101"]
+
+
+@needs_data
+def test_export_hooks_give_ds1_validation_beats_and_calibration_beats(tmp_path):
+    from nas_ecg.task import ECGTask
+    # a cross-validated task (as the ECG benchmark runs it) has no plain validation split in its estimator;
+    # the hooks give nas export the DS1 validation records and 256 training beats at the candidate's rate
+    from nas_ecg.space import EfficientECGSpace
+
+    task = ECGTask(EfficientECGSpace(), cv_folds=3, data_dir=str(MITDB), cache_dir=str(tmp_path / "cache"))
+    a = EfficientECGSpace().sample(np.random.default_rng(0))
+    (x, rr), y = task.validation_data(a)
+    cal_x, cal_rr = task.calibration_data(a)
+    length = task.input_shape(a)[0][1]
+    assert x.shape[1:] == (2, length) and rr.shape[1:] == (8,) and len(x) == len(rr) == len(y) > 1000
+    assert cal_x.shape == (256, 2, length) and cal_rr.shape == (256, 8)
+    assert set(np.unique(y)) <= set(range(5))
+    assert "_data_at" not in task.__getstate__()
