@@ -51,6 +51,7 @@ import numpy as np
 from nas_core.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
+    from nas_core.task import Task
     import torch
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def export_model(model: Any, input_shape: Any, path: str | Path, fmt: str = "onn
 
 # -- task data for calibration and accuracy ----------------------------------------------------
 
-def _task_data(task: Any, arch: Any, model: Any) -> tuple[Any, Any, Any, str]:
+def _task_data(task: Task, arch: Any, model: Any) -> tuple[Any, Any, Any, str]:
     """(calibration inputs | None, validation inputs | None, validation labels | None, where they came from)."""
     cal = val = None
     source = "not available (the task offers no validation data)"
@@ -404,7 +405,7 @@ def export_trial(study_dir: str | Path, trial: int, fmt: str = "onnx", *, regist
                         exporter=res.exporter)
 
 
-def _export_tflite(study_dir: Path, trial: int, model: Any, task: Any, arch: Any, min_agreement: float | None,
+def _export_tflite(study_dir: Path, trial: int, model: Any, task: Task, arch: Any, min_agreement: float | None,
                    context: Mapping[str, Any]) -> ExportResult:
     """``exports/trial-NNNNN.tflite`` (full-integer int8, TFLM-checked), its sidecar and firmware bundle."""
     from nas_core import provenance

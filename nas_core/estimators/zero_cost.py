@@ -102,7 +102,7 @@ class ZeroCostEstimator(Estimator):
 class _TaskMacs:
     """MACs from the task's static metrics (its own cost model and MAC counters)."""
 
-    def __init__(self, task: Any):
+    def __init__(self, task: Task):
         self.task = task
 
     def __call__(self, arch: Architecture, model: Any) -> float:
@@ -112,7 +112,7 @@ class _TaskMacs:
 class _TaskBatch:
     """Picklable batch factory bound to a task (see :meth:`ZeroCostEstimator.for_task`)."""
 
-    def __init__(self, task: Any, batch_size: int, use_data: bool):
+    def __init__(self, task: Task, batch_size: int, use_data: bool):
         self.task, self.batch_size, self.use_data = task, batch_size, use_data
         self._est: Any = None
 
@@ -154,7 +154,7 @@ class ZeroCostTask:
     The metrics are ``zc_<proxy>``; the default objective is the first proxy, maximised.
     """
 
-    def __init__(self, task: Any, proxies: Sequence[str]):
+    def __init__(self, task: Task, proxies: Sequence[str]):
         self._inner = task
         self._proxies = tuple(proxies)
 
