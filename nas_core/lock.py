@@ -38,7 +38,13 @@ class StudyLock:
     def acquire(self) -> "StudyLock":
         import fcntl
 
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(f"the study directory {self.dir} exists and is not a directory; give another --out") \
+                from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the study directory {self.dir}: {exc.strerror}") from None
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.path, flags, 0o644)

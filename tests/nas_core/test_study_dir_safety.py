@@ -378,3 +378,12 @@ def test_a_full_disk_while_writing_the_store_is_one_clear_error_and_nothing_half
             st.add_trial(Architecture({"a": 2}), state=TrialState.COMPLETE, seed=0)
         st._conn = real
         assert len(st.trials()) == 1
+
+
+def test_an_out_path_that_is_a_file_is_one_clear_error_and_the_file_is_kept(tmp_path):
+    out = tmp_path / "new"
+    out.write_text("a file")
+    with pytest.raises(StoreError, match="exists and is not a directory; give another --out"):
+        run_study(StudyConfig(space="toy/safe", budget=1, strategy="random", objectives=("score:max",)), out,
+                  registry=reg())
+    assert out.read_text() == "a file"
