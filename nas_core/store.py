@@ -91,8 +91,9 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=True)
 
 
-def _raise_if_full(err: BaseException, path: Path) -> None:
-    """A store write that failed for lack of space: one clear StoreError (the transaction was rolled back)."""
+def _raise_if_full(err: BaseException, path: Path, action: str = "write") -> None:
+    """A store write (or open) that failed for lack of space: one clear StoreError (the transaction was rolled
+    back)."""
     text = str(err)
     if "full" in text or "No space" in text or "disk I/O error" in text:
         import shutil
@@ -101,7 +102,7 @@ def _raise_if_full(err: BaseException, path: Path) -> None:
             free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
         except OSError:
             free = "free space unknown"
-        raise StoreError(f"cannot write the study store {path}: {text} ({free} on its disk); nothing was half-"
+        raise StoreError(f"cannot {action} the study store {path}: {text} ({free} on its disk); nothing was half-"
                          "written; free space, then 'nas resume' continues") from None
 
 
@@ -151,6 +152,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            _raise_if_full(exc, p, "open")  # SQLite says "disk I/O error" when WAL's shared memory cannot grow
             raise StoreError(f"study store {p} is corrupt or not a study store ({exc})") from None
         version = rows.get("schema_version")
         if version is None or "study_id" not in rows:

@@ -387,3 +387,27 @@ def test_an_out_path_that_is_a_file_is_one_clear_error_and_the_file_is_kept(tmp_
         run_study(StudyConfig(space="toy/safe", budget=1, strategy="random", objectives=("score:max",)), out,
                   registry=reg())
     assert out.read_text() == "a file"
+
+
+def test_a_full_disk_when_opening_the_store_says_so_not_corrupt(tmp_path, monkeypatch):
+    import sqlite3
+
+    with Store.create(tmp_path / "study.db", study_id="x", study_name="x", config={}):
+        pass
+    real_connect = Store._connect
+
+    class _IOErrorConn:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if "quick_check" in sql:
+                raise sqlite3.OperationalError("disk I/O error")  # what SQLite says when WAL's -shm cannot grow
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(Store, "_connect", staticmethod(lambda p, **kw: _IOErrorConn(real_connect(p, **kw))))
+    with pytest.raises(StoreError, match=r"cannot open the study store .*disk I/O error .*MB free on its disk"):
+        Store.open(tmp_path / "study.db")
