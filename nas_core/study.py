@@ -63,6 +63,7 @@ from nas_core.hardware import HardwareTarget
 from nas_core.lock import StudyLock
 from nas_core.plugins import Registry
 from nas_core.runner import Candidate, Progress, TrialRunner, trial_seed
+from nas_core.safety import confined
 from nas_core.space import restrict
 from nas_core.store import Store, TrialState
 from nas_core.strategies import CORE_STRATEGIES
@@ -469,6 +470,7 @@ def _run(b: _Built, out_dir: Path, progress: Progress | None, store: Store | Non
     sid, name = study_id(config, b.task.space.to_json()), config.name or b.space_key
     # one driver per study; a second one is refused before it writes anything
     with StudyLock(out_dir), contextlib.ExitStack() as closing:
+        confined(out_dir, "trials", ".staging")  # a trials/ leading out of the directory: refused before any write
         if store is None and path.exists():
             store = closing.enter_context(Store.create(path, study_id=sid, study_name=name, config=stored))
         record = None if store is not None else provenance.collect(config=stored, seed=config.seed, task=b.task,

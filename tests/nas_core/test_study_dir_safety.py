@@ -190,9 +190,11 @@ def test_a_symlinked_trials_dir_is_refused_before_anything_outside_is_deleted(tm
 
     shutil.rmtree(out / "trials")
     (out / "trials").symlink_to(outside, target_is_directory=True)
+    before = (out / "study.db").read_bytes()
     with pytest.raises(ConfigError, match="outside the study directory"):
         resume_study(out, budget=3, registry=reg())
     assert (outside / ".staging" / "keep").is_dir()
+    assert (out / "study.db").read_bytes() == before  # refused before the new budget or a run record is written
 
 
 # -- time limits under the default executor -------------------------------------------------------
